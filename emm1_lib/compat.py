@@ -1,0 +1,46 @@
+"""What differs between `datasets` 3.6 (runs loading scripts) and today's `datasets` (≥ 4).
+
+The builders run in both worlds: as importable classes (and `load_dataset("emm1", ...)` after
+`import emm1`) on today's `datasets`, and as loading scripts on 3.6.
+"""
+import os
+from typing import List
+
+import datasets
+import datasets.builder
+
+# datasets ≥ 4 keys Arrow tables with `Key(shard, batch)`; 3.6 with any hashable, by convention a string.
+_Key = getattr(datasets.builder, "Key", None)
+
+
+def table_key(shard_index: int, batch_index: int):
+    """The key `_generate_tables` yields with a table, in the form the installed `datasets` expects."""
+    if _Key is not None:
+        return _Key(shard_index, batch_index)
+    return f"{shard_index}_{batch_index}"
+
+
+def _hash_source_files(paths: List[str]) -> str:
+    from datasets.packaged_modules import _hash_python_lines
+
+    lines: List[str] = []
+    for path in sorted(paths):
+        with open(path, encoding="utf-8") as f:
+            lines.extend(f.read().splitlines())
+    return _hash_python_lines(lines)
+
+
+def register_builder_module(name: str, module_name: str, module_file: str) -> None:
+    """Make `datasets.load_dataset(name, ...)` use the builder of an imported module.
+
+    Today's `datasets` runs no scripts but resolves names of packaged modules first, so an
+    imported builder module is registered as one. The hash (the cache key of prepared data)
+    covers the module and the shared library, so editing either invalidates old caches.
+    """
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    library_dir = os.path.dirname(os.path.abspath(__file__))
+    sources = [module_file] + [
+        os.path.join(library_dir, f) for f in os.listdir(library_dir) if f.endswith(".py")
+    ]
+    _PACKAGED_DATASETS_MODULES[name] = (module_name, _hash_source_files(sources))

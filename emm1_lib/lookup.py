@@ -1,0 +1,164 @@
+"""Id lookups: the vectorised joins of grouping ids against infos tables.
+
+A left join of a batch of ids against an infos table is `take(positions(ids))`. Positions come
+from a dense id → row array when ids are compact (E-MM1 ids run to a few million: a few MB of
+int32, one gather per batch) and from a sorted search otherwise, so hostile huge ids cannot
+make us allocate a giant array. Ids with no infos row give null positions, hence null values:
+rows are never dropped, and the nulls are counted for the report.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import EMM1DataError
+from .paths import check_path_parts, join_media_paths
+from .tables import read_csv_table
+
+# A dense table costs 4 bytes per possible id; use it while that is at most this many times the rows (or ≤ 4 MiB).
+_DENSE_FACTOR = 8
+_DENSE_MIN_SLOTS = 1 << 20
+
+
+def _to_int64_numpy(ids) -> np.ndarray:
+    """int64 numpy view of an Arrow integer column, nulls as -1 (never a valid id)."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
+    if ids.type != pa.int64():
+        ids = ids.cast(pa.int64())
+    if ids.null_count:
+        ids = pc.fill_null(ids, -1)
+    return ids.to_numpy(zero_copy_only=False)
+
+
+class IdLookup:
+    """Row positions of ids in one infos table (ids must be unique, non-negative integers)."""
+
+    def __init__(self, ids, source: str, id_column: str):
+        values = _to_int64_numpy(ids)
+        self.source = source
+        self.id_column = id_column
+        self.num_rows = len(values)
+        if self.num_rows and values.min() < 0:
+            row = int(np.argmax(values < 0))
+            raise EMM1DataError(
+                f"{source}: data row {row + 1} (line {row + 2}) has a missing or negative {id_column}. "
+                "Every infos row needs a non-negative integer id."
+            )
+        self.max_id = int(values.max()) if self.num_rows else -1
+        self._dense: Optional[np.ndarray] = None
+        self._sorted_ids: Optional[np.ndarray] = None
+        self._order: Optional[np.ndarray] = None
+        if self.max_id + 1 <= max(_DENSE_FACTOR * self.num_rows, _DENSE_MIN_SLOTS):
+            self._dense = np.full(self.max_id + 1, -1, dtype=np.int32)
+            self._dense[values] = np.arange(self.num_rows, dtype=np.int32)
+            if int(np.count_nonzero(self._dense >= 0)) != self.num_rows:
+                self._raise_duplicates(values)
+        else:
+            self._order = np.argsort(values, kind="stable").astype(np.int64)
+            self._sorted_ids = values[self._order]
+            if self.num_rows > 1 and bool(np.any(self._sorted_ids[1:] == self._sorted_ids[:-1])):
+                self._raise_duplicates(values)
+
+    def _raise_duplicates(self, values: np.ndarray) -> None:
+        unique, counts = np.unique(values, return_counts=True)
+        duplicated = unique[counts > 1]
+        raise EMM1DataError(
+            f"{self.source}: {len(duplicated)} {self.id_column} value(s) appear on more than one row "
+            f"(e.g. {duplicated[:5].tolist()}), so a join on them is ambiguous. Remove the duplicate rows."
+        )
+
+    def positions(self, ids) -> pa.Array:
+        """int32 row positions of `ids` in the infos table; null where an id has no row (or is null)."""
+        query = _to_int64_numpy(ids)
+        if self._dense is not None:
+            found = (query >= 0) & (query <= self.max_id)
+            out = np.full(len(query), -1, dtype=np.int32)
+            out[found] = self._dense[query[found]]
+        else:
+            slots = np.searchsorted(self._sorted_ids, query)
+            slots = np.minimum(slots, max(self.num_rows - 1, 0))
+            if self.num_rows:
+                hit = self._sorted_ids[slots] == query
+                out = np.where(hit, self._order[slots], -1).astype(np.int32)
+            else:
+                out = np.full(len(query), -1, dtype=np.int32)
+        return pa.array(out, mask=out < 0)
+
+
+@dataclass
+class DanglingCount:
+    """How many ids of one column found no infos row, with a few examples for the message."""
+
+    column: str
+    infos_file: str
+    count: int = 0
+    examples: List[int] = field(default_factory=list)
+
+    def add(self, ids, positions: pa.Array) -> None:
+        missing = pc.and_(pc.is_null(positions), pc.is_valid(ids))
+        n = pc.sum(missing).as_py() or 0
+        if n:
+            self.count += n
+            if len(self.examples) < 5:
+                self.examples.extend(pc.filter(ids, missing).slice(0, 5 - len(self.examples)).to_pylist())
+
+
+@dataclass
+class MediaInfo:
+    """The infos table of one modality: id lookup, path parts and per-item provenance columns."""
+
+    modality: str
+    source: str
+    lookup: IdLookup
+    save_folder: pa.Array
+    file_name: pa.Array
+    extras: Dict[str, pa.Array]
+
+    @property
+    def id_column(self) -> str:
+        return f"encord_{self.modality}_id"
+
+    @classmethod
+    def read(cls, path: str, modality: str, extra_columns: Tuple[str, ...] = ()) -> "MediaInfo":
+        """Read `infos/{modality}.csv`: `encord_{m}_id`, `save_folder`, `file_name`, and `extra_columns` if present."""
+        id_column = f"encord_{modality}_id"
+        low_cardinality = pa.dictionary(pa.int32(), pa.string())
+        column_types = {id_column: pa.int64(), "save_folder": low_cardinality, "file_name": pa.string()}
+        column_types.update({name: low_cardinality for name in extra_columns})
+        table = read_csv_table(path, column_types, required=[id_column, "save_folder", "file_name"])
+        check_path_parts(table, ["save_folder", "file_name"], path, id_column)
+        return cls(
+            modality=modality,
+            source=path,
+            lookup=IdLookup(table[id_column], path, id_column),
+            save_folder=table["save_folder"].combine_chunks(),
+            file_name=table["file_name"].combine_chunks(),
+            extras={name: table[name].combine_chunks() for name in extra_columns if name in table.column_names},
+        )
+
+    def file_paths(self, positions: pa.Array, root: str, folder: str) -> pa.Array:
+        """`root/save_folder/folder/file_name` of the rows at `positions` (null positions give null)."""
+        return join_media_paths(root, self.save_folder.take(positions), folder, self.file_name.take(positions))
+
+    def extra(self, name: str, positions: pa.Array) -> pa.Array:
+        """Values of a provenance column (e.g. `dataset_license`) at `positions`, as plain strings."""
+        return self.extras[name].take(positions).cast(pa.string())
+
+
+@dataclass
+class TextInfo:
+    """`infos/text.csv`: captions by `encord_text_id`."""
+
+    source: str
+    lookup: IdLookup
+    captions: pa.Array
+
+    @classmethod
+    def read(cls, path: str) -> "TextInfo":
+        table = read_csv_table(
+            path, {"encord_text_id": pa.int64(), "caption": pa.string()}, required=["encord_text_id", "caption"]
+        )
+        return cls(path, IdLookup(table["encord_text_id"], path, "encord_text_id"), table["caption"].combine_chunks())
