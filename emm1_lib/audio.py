@@ -1,0 +1,108 @@
+"""Audio decoding without torch: soundfile (libsndfile) first, PyAV (bundled FFmpeg) for containers.
+
+libsndfile reads WAV/FLAC/OGG/MP3 but not MP4/M4A/AAC, and the released E-MM1 audio is AAC in
+MP4; PyAV's wheels carry FFmpeg, so both work from `pip install` alone. Resampling uses soxr.
+"""
+from typing import Optional
+from typing import Tuple
+from typing import Union
+
+import numpy as np
+
+from emm1_lib.media_files import MediaDecodeError
+from emm1_lib.media_files import MediaSource
+from emm1_lib.media_files import resolve_media
+
+# Containers libsndfile cannot read: go straight to PyAV instead of failing in soundfile first.
+PYAV_AUDIO_EXTENSIONS = (".mp4", ".m4a", ".aac", ".mov", ".mkv", ".webm", ".opus", ".wma", ".3gp")
+SOUNDFILE_AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
+
+
+def _read_soundfile(file) -> Tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the sampling rate, via libsndfile."""
+    import soundfile
+
+    array, sampling_rate = soundfile.read(file, dtype="float32", always_2d=True)
+    return array, int(sampling_rate)
+
+
+def _read_pyav(file, stream_index: int = 0) -> Tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the sampling rate of the first audio stream, via PyAV."""
+    import av
+
+    with av.open(file, mode="r") as container:
+        streams = container.streams.audio
+        if len(streams) <= stream_index:
+            raise ValueError(f"no audio stream #{stream_index} (found {len(streams)} audio streams)")
+        stream = streams[stream_index]
+        stream.thread_type = "AUTO"
+        # Convert every frame to planar float32 at the native rate/layout: to_ndarray() then
+        # always gives (channels, samples), whatever the codec's sample format (packed/int).
+        resampler = av.AudioResampler(format="fltp")
+        chunks = []
+        sampling_rate = stream.codec_context.sample_rate
+        for frame in container.decode(stream):
+            sampling_rate = frame.sample_rate
+            for converted in resampler.resample(frame):
+                chunks.append(converted.to_ndarray())
+        for converted in resampler.resample(None):  # flush
+            chunks.append(converted.to_ndarray())
+    if not chunks:
+        raise ValueError("the audio stream decoded to no samples")
+    return np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False), int(sampling_rate)
+
+
+def resample(array: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample (samples, channels) or (samples,) float32 with soxr (high quality)."""
+    import soxr
+
+    if orig_sr == target_sr:
+        return array
+    return soxr.resample(array, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def read_audio(
+    source: Union[MediaSource, str, bytes, dict],
+    *,
+    sampling_rate: Optional[int] = None,
+    mono: bool = True,
+) -> Tuple[np.ndarray, int]:
+    """Decode an audio file to float32 samples.
+
+    Args:
+        source: a `MediaSource`, path, bytes or stored `{"bytes", "path"}` dict.
+        sampling_rate: resample to this rate (soxr); None keeps the file's rate.
+        mono: average the channels to a 1-D array; otherwise the array is (channels, samples),
+            as `datasets.Audio` returned it before torchcodec.
+
+    Returns:
+        `(array, sampling_rate)`.
+
+    Raises:
+        MissingMediaError: the file does not exist.
+        MediaDecodeError: neither soundfile nor PyAV can decode it (the message names the file).
+    """
+    if not isinstance(source, MediaSource):
+        source = resolve_media(source)
+    errors = []
+    readers = (_read_pyav,) if source.suffix in PYAV_AUDIO_EXTENSIONS else (_read_soundfile, _read_pyav)
+    for reader in readers:
+        file = source.file if isinstance(source.file, str) else source.open()
+        try:
+            array, rate = reader(file)
+            break
+        except Exception as err:  # noqa: BLE001 - each backend raises its own types; reported below
+            errors.append(f"{reader.__name__.lstrip('_')}: {type(err).__name__}: {err}")
+    else:
+        raise MediaDecodeError(
+            f"Cannot decode {source.name} as audio ({'; '.join(errors)}). "
+            "The file may be truncated or corrupt (re-download it) or in an unsupported format."
+        )
+    if mono:
+        array = array.mean(axis=1, dtype=np.float32) if array.shape[1] > 1 else array[:, 0]
+    if sampling_rate is not None and sampling_rate != rate:
+        array = resample(array, rate, sampling_rate)
+        rate = sampling_rate
+    if not mono:
+        array = array.T
+    return np.ascontiguousarray(array, dtype=np.float32), rate

@@ -1,0 +1,134 @@
+"""Locating media given as a path or as bytes, and the errors for missing and corrupt media.
+
+Decoders take a `MediaSource`: the stored `{"bytes", "path"}` value resolved to something
+a reader accepts (a local path string, or a seekable binary file for bytes and remote files),
+plus a display name used in every error message.
+"""
+import io
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+from typing import Dict
+from typing import Optional
+from typing import Union
+
+ON_MISSING_MEDIA = ("error", "null")
+
+
+class MediaError(Exception):
+    """Base class of the errors raised while reading E-MM1 media."""
+
+
+class MissingMediaError(MediaError, FileNotFoundError):
+    """A media file referenced by the dataset does not exist."""
+
+
+class MediaDecodeError(MediaError, ValueError):
+    """A media file exists but cannot be decoded (truncated, corrupt, unsupported or oversize)."""
+
+
+class UnsafePickleError(MediaDecodeError):
+    """A pickled point-cloud file references code outside the allow-list; nothing was run."""
+
+
+def check_on_missing_media(value: str) -> str:
+    """Validate the `on_missing_media` option ("error" or "null")."""
+    if value not in ON_MISSING_MEDIA:
+        raise ValueError(f"on_missing_media must be one of {ON_MISSING_MEDIA}, got {value!r}")
+    return value
+
+
+def missing_media_error(path: str) -> MissingMediaError:
+    """The error for a referenced file that does not exist, saying how to relax it."""
+    return MissingMediaError(
+        f"Media file not found: {path}. Download the media into the folder the dataset points to "
+        "(check data_dir / the media root), or pass on_missing_media='null' to get None for missing files."
+    )
+
+
+def is_remote(path: str) -> bool:
+    """True for URLs and fsspec chains (hf://, https://, zip://...::...), False for local paths."""
+    return "://" in path and not path.startswith("file://")
+
+
+@dataclass
+class MediaSource:
+    """A media item ready for a reader: `file` is a local path (str) or a seekable binary file."""
+
+    file: Union[str, BinaryIO]
+    name: str  # for error messages: the path, or "<bytes>" when only bytes are stored
+    path: Optional[str]  # the stored path (may be a basename when bytes are embedded)
+
+    @property
+    def suffix(self) -> str:
+        """Lower-case file extension of the stored path ("" if unknown)."""
+        return os.path.splitext(self.path or "")[1].lower()
+
+    def open(self) -> BinaryIO:
+        """A binary file object (opens local paths; rewinds in-memory files)."""
+        if isinstance(self.file, str):
+            return open(self.file, "rb")
+        self.file.seek(0)
+        return self.file
+
+
+def _token_for(path: str, token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]]):
+    """The Hub token for `path` (same lookup as datasets.Image), or None."""
+    if not token_per_repo_id:
+        return None
+    try:
+        from datasets import config
+        from datasets.utils.py_utils import string_to_dict
+    except ImportError:  # pragma: no cover - both supported datasets versions have them
+        return None
+    source_url = path.split("::")[-1]
+    pattern = config.HUB_DATASETS_URL if source_url.startswith(config.HF_ENDPOINT) else config.HUB_DATASETS_HFFS_URL
+    fields = string_to_dict(source_url, pattern)
+    return token_per_repo_id.get(fields["repo_id"]) if fields is not None else None
+
+
+def resolve_media(
+    value: Union[str, bytes, dict],
+    on_missing_media: str = "error",
+    token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None,
+) -> Optional[MediaSource]:
+    """Resolve a stored media value (`{"bytes", "path"}`, a path or bytes) to a `MediaSource`.
+
+    Returns None for a missing file when `on_missing_media == "null"`; raises
+    `MissingMediaError` naming the file otherwise. Embedded bytes win over the path.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        value = {"bytes": value, "path": None}
+    elif isinstance(value, (str, os.PathLike)):
+        value = {"bytes": None, "path": os.fspath(value)}
+    data, path = value.get("bytes"), value.get("path")
+    if data is not None:
+        return MediaSource(io.BytesIO(data), path or "<bytes>", path)
+    if path is None:
+        raise ValueError(f"A media value needs 'path' or 'bytes', both are None in {value}")
+    if not is_remote(path):
+        local = path[len("file://"):] if path.startswith("file://") else path
+        if not os.path.isfile(local):
+            if on_missing_media == "null":
+                return None
+            raise missing_media_error(path)
+        return MediaSource(local, path, path)
+    from datasets import DownloadConfig
+    from datasets.utils.file_utils import xopen
+
+    try:
+        with xopen(path, "rb", download_config=DownloadConfig(token=_token_for(path, token_per_repo_id))) as f:
+            data = f.read()
+    except FileNotFoundError:
+        if on_missing_media == "null":
+            return None
+        raise missing_media_error(path) from None
+    return MediaSource(io.BytesIO(data), path, path)
+
+
+def decode_error(source_name: str, what: str, err: BaseException) -> MediaDecodeError:
+    """The error for a file that cannot be decoded as `what`, naming the file and the cause."""
+    return MediaDecodeError(
+        f"Cannot decode {source_name} as {what}: {type(err).__name__}: {err}. "
+        "The file may be truncated or corrupt (re-download it) or in an unsupported format."
+    )
