@@ -1,0 +1,108 @@
+"""`emm1 demo`: generate a sample tree, prepare every config of the builders, print a summary."""
+import importlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from .sample import generate_sample_tree
+
+_SHOWN_COLUMNS = {
+    "phase1": ("encord_text_id", "caption", "nn_index", "image_file_path", "audio_file_path", "points_dataset_license"),
+    "phase2": ("caption", "paired_modality", "annotated_modality", "paired_file_path", "annotation"),
+    "eshot": ("category", "audio_file_path", "points_file_path", "youtube_id", "file_id"),
+}
+
+
+def ensure_sample_tree(cache_dir: str, schema: str) -> str:
+    """The sample tree under `cache_dir`, generated once (atomically: a half-written tree is never reused)."""
+    root = os.path.join(cache_dir, f"sample-{schema}")
+    if os.path.exists(os.path.join(root, ".complete")):
+        return root
+    os.makedirs(cache_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".sample-{schema}-", dir=cache_dir)
+    generate_sample_tree(staging, schema=schema)
+    open(os.path.join(staging, ".complete"), "w").close()
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(staging, root)
+    return root
+
+
+def describe(value: Any) -> str:
+    """A one-line description of a decoded media value (or of a plain value)."""
+    if value is None:
+        return "None"
+    if hasattr(value, "size") and hasattr(value, "mode"):  # PIL image
+        return f"image {value.size[0]}x{value.size[1]} {value.mode}"
+    if isinstance(value, dict) and "array" in value and "sampling_rate" in value:
+        array = np.asarray(value["array"])
+        return f"audio {array.shape} float @ {value['sampling_rate']} Hz"
+    if isinstance(value, dict) and "xyz" in value:
+        rgb = value.get("rgb")
+        return f"points xyz {np.asarray(value['xyz']).shape}" + ("" if rgb is None else f", rgb {np.asarray(rgb).shape}")
+    if all(hasattr(value, a) for a in ("num_frames", "fps", "duration")):  # lazy video reader
+        return f"video {value.num_frames} frames @ {value.fps:.1f} fps, {value.duration:.2f} s"
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _builders(data_root: str, eshot_dir: str) -> List[Tuple[str, Any, str, str]]:
+    """(module, builder class, config name, data_dir) of every config of the installed builders."""
+    found = []
+    for module_name, data_dir in (("emm1", data_root), ("eshot", eshot_dir)):
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        builder_cls = next(
+            obj for obj in vars(module).values()
+            if isinstance(obj, type) and getattr(obj, "BUILDER_CONFIGS", None) and obj.__module__ == module.__name__
+        )
+        found += [(module_name, builder_cls, config.name, data_dir) for config in builder_cls.BUILDER_CONFIGS]
+    return found
+
+
+def _print_rows(name: str, dataset, rows: int) -> None:
+    kind = "eshot" if name.startswith("eshot") else name.split("_")[0]
+    columns = [c for c in _SHOWN_COLUMNS[kind] if c in dataset.column_names]
+    print(f"\n{name}: first {min(rows, len(dataset))} rows ({', '.join(columns)})")
+    for row in dataset.select_columns(columns).select(range(min(rows, len(dataset)))):
+        print("  " + " | ".join(describe(row[c]) for c in columns))
+
+
+def _print_media(name: str, dataset) -> None:
+    media = [c for c in ("image", "audio", "video", "points") if c in dataset.column_names]
+    if not media or not len(dataset):
+        return
+    row = dataset[0]
+    print(f"\n{name}: decoded media of row 0")
+    for column in media:
+        print(f"  {column:<7} {describe(row[column])}")
+
+
+def run_demo(cache_dir: str, schema: str = "released", rows: int = 3) -> int:
+    """Generate (once) and prepare every config; print rows per config, examples and decoded media."""
+    data_root = ensure_sample_tree(cache_dir, schema)
+    print(f"sample E-MM1 tree ({schema} schema): {data_root}")
+    hf_cache = os.path.join(cache_dir, "datasets")
+    prepared: Dict[str, Any] = {}
+    for module_name, builder_cls, config_name, data_dir in _builders(data_root, os.path.join(data_root, "eshot")):
+        builder = builder_cls(config_name=config_name, data_dir=data_dir, root_data_path=data_root, cache_dir=hf_cache)
+        builder.download_and_prepare()
+        prepared[config_name] = builder.as_dataset(split=list(builder.info.splits)[0])
+    print(f"\n{'config':<18} {'rows':>6}  columns")
+    for name, dataset in prepared.items():
+        print(f"{name:<18} {len(dataset):>6}  {len(dataset.column_names)}")
+    for name in ("phase1_nn1", "phase2_triplets", "eshot_audio", "eshot_points"):
+        if name in prepared:
+            _print_rows(name, prepared[name], rows)
+    for name in ("phase1_nn1", "eshot_points"):
+        if name in prepared:
+            _print_media(name, prepared[name])
+    if "eshot_audio" in prepared and "eshot_points" in prepared:
+        from .demo_eshot import print_stand_in_score
+
+        print_stand_in_score(prepared["eshot_audio"], prepared["eshot_points"])
+    return 0
