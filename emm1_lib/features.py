@@ -81,6 +81,45 @@ def cast_to_bytes_path(storage: pa.Array) -> pa.StructArray:
     return array_cast(storage, _STORAGE_TYPE)
 
 
+def embed_bytes_path(
+    storage: pa.StructArray,
+    on_missing_media: str = "error",
+    token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None,
+    local_files: bool = True,
+    remote_files: bool = True,
+) -> pa.StructArray:
+    """Read the files `{bytes, path}` rows reference into `bytes` and keep only the basename as path.
+
+    `local_files`/`remote_files` choose what to embed (datasets >= 4.8 passes them). A missing
+    file raises `MissingMediaError`, or with `on_missing_media="null"` keeps its reference unembedded.
+    """
+    out_bytes, out_paths = [], []
+    for row in storage.to_pylist():
+        if row is None:
+            out_bytes.append(None)
+            out_paths.append(None)
+            continue
+        data, path = row.get("bytes"), row.get("path")
+        wanted = path is not None and ((remote_files and is_remote(path)) or (local_files and not is_remote(path)))
+        if data is None and wanted:
+            source = resolve_media({"bytes": None, "path": path}, on_missing_media, token_per_repo_id)
+            if source is None:  # missing and on_missing_media="null": keep the reference
+                out_bytes.append(None)
+                out_paths.append(path)
+                continue
+            with source.open() as f:
+                data = f.read()
+            path = os.path.basename(path.split("::")[0])
+        out_bytes.append(data)
+        out_paths.append(path)
+    embedded = pa.StructArray.from_arrays(
+        [pa.array(out_bytes, type=pa.binary()), pa.array(out_paths, type=pa.string())],
+        ["bytes", "path"],
+        mask=storage.is_null(),
+    )
+    return array_cast(embedded, _STORAGE_TYPE)
+
+
 class _BytesPathMedia:
     """Shared storage logic of the media features: `{bytes, path}` like `datasets.Image`."""
 
@@ -124,32 +163,7 @@ class _BytesPathMedia:
 
         Missing files raise, or stay unembedded (bytes null) with `on_missing_media="null"`.
         """
-        rows = storage.to_pylist()
-        out_bytes, out_paths = [], []
-        for row in rows:
-            if row is None:
-                out_bytes.append(None)
-                out_paths.append(None)
-                continue
-            data, path = row.get("bytes"), row.get("path")
-            wanted = path is not None and ((remote_files and is_remote(path)) or (local_files and not is_remote(path)))
-            if data is None and wanted:
-                source = resolve_media({"bytes": None, "path": path}, self.on_missing_media, token_per_repo_id)
-                if source is None:  # missing and on_missing_media="null": keep the reference
-                    out_bytes.append(None)
-                    out_paths.append(path)
-                    continue
-                with source.open() as f:
-                    data = f.read()
-                path = os.path.basename(path.split("::")[0])
-            out_bytes.append(data)
-            out_paths.append(path)
-        embedded = pa.StructArray.from_arrays(
-            [pa.array(out_bytes, type=pa.binary()), pa.array(out_paths, type=pa.string())],
-            ["bytes", "path"],
-            mask=storage.is_null(),
-        )
-        return array_cast(embedded, self.pa_type)
+        return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files)
 
     def flatten(self) -> Union["_BytesPathMedia", Dict[str, Any]]:
         """Undecoded features flatten to their `bytes`/`path` columns; decoded ones cannot."""
@@ -335,6 +349,16 @@ class EMM1Image(datasets.Image):
 
     def __post_init__(self) -> None:
         check_on_missing_media(self.on_missing_media)
+
+    def embed_storage(
+        self,
+        storage: pa.StructArray,
+        token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None,
+        local_files: bool = True,
+        remote_files: bool = True,
+    ) -> pa.StructArray:
+        """Embed file bytes as `datasets.Image` does, honouring `on_missing_media` for missing files."""
+        return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files)
 
     def decode_example(self, value: Any, token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None):
         """Decode like `datasets.Image`; missing files follow `on_missing_media`; errors name the file."""
