@@ -43,6 +43,7 @@ from emm1_lib.tables import read_csv_range
 from emm1_lib.tables import read_csv_table
 from emm1_lib.tables import read_header
 from emm1_lib.triplets import DEFAULT_ANNOTATION_LABELS
+from emm1_lib.triplets import annotation_codes_for
 from emm1_lib.triplets import normalize_triplets
 from emm1_lib.triplets import read_annotation_labels
 from emm1_lib.triplets import select_triplets
@@ -182,11 +183,15 @@ class EMM1(datasets.ArrowBasedBuilder):
         )
 
     def _annotation_labels(self) -> List[str]:
-        """Label names ordered by annotation code, from `annotation_mapping.csv` when it is there."""
-        mapping_file = self._phase2_dir(required=False)
-        if mapping_file is None:
-            return list(DEFAULT_ANNOTATION_LABELS.values())
-        return list(read_annotation_labels(join(mapping_file, "annotation_mapping.csv")).values())
+        """Label names ordered by annotation code (ClassLabel index i is the i-th code)."""
+        return list(self._annotation_mapping(self._phase2_dir(required=False)).values())
+
+    def _annotation_mapping(self, split_dir: Optional[str]) -> Dict[int, str]:
+        """`{code: label}` from `annotation_mapping.csv`, or the documented defaults when it is absent."""
+        mapping_file = join(split_dir, "annotation_mapping.csv") if split_dir else None
+        if mapping_file and exists(mapping_file):
+            return read_annotation_labels(mapping_file)
+        return dict(DEFAULT_ANNOTATION_LABELS)
 
     # -- locating files -----------------------------------------------------------------------
 
@@ -238,7 +243,10 @@ class EMM1(datasets.ArrowBasedBuilder):
         modalities = _check_modalities(self.config)
         self._root()  # fail before any work when the media root is unknown
         if not self.config.is_phase1:
-            return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split_dir": self._phase2_dir()})]
+            split_dir = self._phase2_dir()
+            if self.config.annotations:  # a bad filter value fails here, before any data is read
+                annotation_codes_for(self.config.annotations, list(self._annotation_mapping(split_dir)), self.info.features["annotation"].names)
+            return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split_dir": split_dir})]
         nn_indices = [self.config.nn_index] if self.config.nn_index else list(range(1, NUM_NEIGHBOURS + 1))
         split_dir = find_split_dir(
             self._data_dir(), PHASE1_FOLDERS, f"nn_{nn_indices[0]}/data_groups.csv", f"config {self.config.name}"
@@ -314,7 +322,7 @@ class EMM1(datasets.ArrowBasedBuilder):
         modalities = _check_modalities(self.config)
         triplets_file = join(split_dir, "triplets.csv")
         labels = self.info.features["annotation"].names
-        codes = self._annotation_codes(split_dir)
+        codes = list(self._annotation_mapping(split_dir))
         triplets = normalize_triplets(triplets_file, codes)
         triplets = select_triplets(triplets, modalities, self.config.annotations, codes, labels, triplets_file)
         involved = sorted(set(pc.unique(triplets["paired_modality"]).to_pylist()) | set(pc.unique(triplets["annotated_modality"]).to_pylist()))
@@ -326,11 +334,6 @@ class EMM1(datasets.ArrowBasedBuilder):
         for batch_index, batch in enumerate(triplets.to_batches(max_chunksize=self.config.batch_size)):
             yield table_key(0, batch_index), self._phase2_table(batch, text, media, root, modalities, dangling)
         self._warn_dangling(dangling.values())
-
-    def _annotation_codes(self, split_dir: str) -> List[int]:
-        mapping_file = join(split_dir, "annotation_mapping.csv")
-        mapping = read_annotation_labels(mapping_file) if exists(mapping_file) else DEFAULT_ANNOTATION_LABELS
-        return list(mapping.keys())
 
     def _phase2_table(self, triplets, text: TextInfo, media: Dict[str, MediaInfo], root: str, modalities, dangling) -> pa.Table:
         text_ids = triplets.column("encord_text_id")
