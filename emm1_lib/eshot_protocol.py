@@ -209,7 +209,8 @@ def modality_indices(modalities: Any, num_rows: int, first_row: int = 0) -> np.n
 
 
 def _label_ids(labels: Any, num_rows: int, categories: Optional[Sequence[Any]]) -> Tuple[np.ndarray, List[Any]]:
-    values = np.asarray(labels)
+    # lists go through dtype=object first: np.asarray([1, "a"]) would silently turn the id into the string "1"
+    values = labels if isinstance(labels, np.ndarray) else np.asarray(list(labels), dtype=object)
     if values.ndim != 1 or values.shape[0] != num_rows:
         raise EShotInputError(
             f"labels must give one value per embedding row: {num_rows} embeddings but labels has shape {values.shape}"
@@ -408,7 +409,8 @@ def _normalise_k(k: Union[int, Iterable[int]]) -> Tuple[int, ...]:
 
 
 def _mean_or_nan(values: np.ndarray) -> float:
-    return float(values.mean()) if values.size else math.nan
+    # math.fsum is exactly rounded, so the macro mean does not depend on the order of the categories
+    return math.fsum(values.tolist()) / values.size if values.size else math.nan
 
 
 def eshot_scores(
