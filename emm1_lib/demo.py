@@ -64,12 +64,21 @@ def _builders(data_root: str, eshot_dir: str) -> List[Tuple[str, Any, str, str]]
     return found
 
 
-def _print_rows(name: str, dataset, rows: int) -> None:
+def _print_rows(name: str, dataset, rows: int, data_root: str) -> None:
     kind = "eshot" if name.startswith("eshot") else name.split("_")[0]
     columns = [c for c in _SHOWN_COLUMNS[kind] if c in dataset.column_names]
-    print(f"\n{name}: first {min(rows, len(dataset))} rows ({', '.join(columns)})")
+    print(f"\n{name}: first {min(rows, len(dataset))} rows ({', '.join(columns)}; paths relative to the root)")
     for row in dataset.select_columns(columns).select(range(min(rows, len(dataset)))):
-        print("  " + " | ".join(describe(row[c]) for c in columns))
+        values = []
+        for column in columns:
+            value = row[column]
+            feature = dataset.features[column]
+            if hasattr(feature, "int2str") and value is not None:  # ClassLabel: show the name
+                value = feature.int2str(value)
+            elif isinstance(value, str) and value.startswith(data_root):
+                value = os.path.relpath(value, data_root)
+            values.append(describe(value))
+        print("  " + " | ".join(values))
 
 
 def _print_media(name: str, dataset) -> None:
@@ -97,7 +106,7 @@ def run_demo(cache_dir: str, schema: str = "released", rows: int = 3) -> int:
         print(f"{name:<18} {len(dataset):>6}  {len(dataset.column_names)}")
     for name in ("phase1_nn1", "phase2_triplets", "eshot_audio", "eshot_points"):
         if name in prepared:
-            _print_rows(name, prepared[name], rows)
+            _print_rows(name, prepared[name], rows, data_root)
     for name in ("phase1_nn1", "eshot_points"):
         if name in prepared:
             _print_media(name, prepared[name])
