@@ -127,9 +127,10 @@ def load_npy(f: BinaryIO, name: str = "<npy>", size: Optional[int] = None) -> An
         raise MediaDecodeError(f"{name} is not a valid .npy file ({err}); it may be truncated or corrupt.") from err
     remaining = _remaining_bytes(f, None if size is None else size + start)
     if dtype.hasobject:
-        payload = f.read() if remaining is None else f.read(remaining)
+        # unpickle straight from the stream (no extra copy of the payload); what it can
+        # allocate is bounded by the file size, since pickle has no "repeat" opcode
         try:
-            array = restricted_loads(payload, name)
+            array = RestrictedUnpickler(f, name).load()
         except UnsafePickleError:
             raise
         except Exception as err:
@@ -191,8 +192,8 @@ def _as_points(obj: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Extract (xyz, rgb) from a loaded dict ({"xyz", "rgb"}) or an (N, 3)/(N, 6) array."""
     if isinstance(obj, dict):
         xyz = next((obj[k] for k in ("xyz", "points", "pos") if k in obj), None)
-        if xyz is None and len(obj) == 1:  # np.save'd single array in an npz: arr_0
-            return _as_points(next(iter(obj.values())), name)
+        if xyz is None and list(obj) == ["arr_0"]:  # np.savez(path, array): one unnamed (N, 3|6) array
+            return _as_points(obj["arr_0"], name)
         if xyz is None:
             raise MediaDecodeError(f"{name}: no 'xyz' array among its keys {sorted(map(str, obj))}")
         rgb = next((obj[k] for k in ("rgb", "colors", "color") if k in obj and obj[k] is not None), None)
@@ -215,9 +216,15 @@ def _as_points(obj: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
 
 def rgb_to_unit(rgb: np.ndarray) -> np.ndarray:
     """Colours as float32 in [0, 1]: integers and floats above 1 are taken as 0-255 and divided."""
-    is_255 = rgb.dtype.kind in "iu" or (rgb.size > 0 and float(np.nanmax(rgb)) > 1.0 + 1e-6)
-    out = rgb.astype(np.float32) / 255.0 if is_255 else rgb.astype(np.float32, copy=False)
-    return np.clip(out, 0.0, 1.0)
+    if rgb.size == 0:
+        return rgb.astype(np.float32)
+    low, high = float(rgb.min()), float(rgb.max())
+    if rgb.dtype.kind in "iu" or high > 1.0 + 1e-6:
+        out, low, high = rgb.astype(np.float32) / np.float32(255.0), low / 255.0, high / 255.0
+    else:
+        out = rgb.astype(np.float32, copy=False)
+    # clip only when needed (a copy): most files are already in range
+    return np.clip(out, 0.0, 1.0) if low < 0.0 or high > 1.0 else out
 
 
 def resample_points(

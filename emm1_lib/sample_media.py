@@ -87,9 +87,9 @@ def write_media(path: pathlib.Path, seed: int, *, kind: Optional[str] = None) ->
 
 # ---------------------------------------------------------------- images
 
-def image_array(seed: int) -> np.ndarray:
+def image_array(seed: int, size: Tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
     """The (height, width, 3) uint8 picture that `write_image` saves (a gradient plus noise)."""
-    width, height = IMAGE_SIZE
+    width, height = size
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
     base = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), np.full_like(x, (seed * 37) % 256)], -1)
@@ -97,46 +97,54 @@ def image_array(seed: int) -> np.ndarray:
     return ((base + noise) % 256).astype(np.uint8)
 
 
-def write_image(path: pathlib.Path, seed: int) -> None:
-    """Write a 32x24 RGB JPEG or PNG (by suffix)."""
+def write_image(path: pathlib.Path, seed: int, size: Tuple[int, int] = IMAGE_SIZE) -> None:
+    """Write an RGB JPEG or PNG (by suffix), 32x24 unless `size` (width, height) says otherwise."""
     from PIL import Image
 
-    Image.fromarray(image_array(seed), "RGB").save(path)
+    Image.fromarray(image_array(seed, size), "RGB").save(path)
 
 
 # ---------------------------------------------------------------- audio
 
-def audio_array(seed: int, channels: int = 1, sampling_rate: int = AUDIO_SAMPLING_RATE) -> np.ndarray:
+def audio_array(
+    seed: int, channels: int = 1, sampling_rate: int = AUDIO_SAMPLING_RATE, seconds: float = AUDIO_SECONDS
+) -> np.ndarray:
     """The (samples, channels) float32 signal `write_audio` saves: a seed-dependent tone plus noise."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(AUDIO_SECONDS * sampling_rate)) / sampling_rate
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
     freq = 220.0 + 40.0 * (seed % 17)
     tones = [0.5 * np.sin(2 * np.pi * freq * (c + 1) * t) for c in range(channels)]
     signal = np.stack(tones, -1) + 0.05 * rng.standard_normal((t.size, channels))
     return signal.astype(np.float32)
 
 
-def write_audio(path: pathlib.Path, seed: int, channels: int = 1, sampling_rate: int = AUDIO_SAMPLING_RATE) -> None:
-    """Write 0.25 s of audio: WAV/FLAC (16-bit), OGG (Vorbis), MP3 with soundfile; MP4/M4A (AAC) with PyAV."""
+def write_audio(
+    path: pathlib.Path,
+    seed: int,
+    channels: int = 1,
+    sampling_rate: int = AUDIO_SAMPLING_RATE,
+    seconds: float = AUDIO_SECONDS,
+) -> None:
+    """Write audio (0.25 s by default): WAV/FLAC (16-bit), OGG (Vorbis), MP3 with soundfile; MP4/M4A (AAC) with PyAV."""
     suffix = pathlib.Path(path).suffix.lower()
     if suffix in (".mp4", ".m4a"):
-        _write_av(path, seed, video=False, audio=True, channels=channels, sampling_rate=sampling_rate)
+        _write_av(path, seed, video=False, audio=True, channels=channels, sampling_rate=sampling_rate, seconds=seconds)
         return
     import soundfile
 
     subtype = {".wav": "PCM_16", ".flac": "PCM_16", ".ogg": "VORBIS", ".mp3": "MPEG_LAYER_III"}[suffix]
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}[suffix]
-    soundfile.write(str(path), audio_array(seed, channels, sampling_rate), sampling_rate, subtype=subtype, format=fmt)
+    soundfile.write(str(path), audio_array(seed, channels, sampling_rate, seconds), sampling_rate, subtype=subtype, format=fmt)
 
 
 # ---------------------------------------------------------------- video (and AAC audio) with PyAV
 
-def video_frames(seed: int) -> np.ndarray:
+def video_frames(seed: int, num_frames: int = VIDEO_FRAMES, size: Tuple[int, int] = VIDEO_SIZE) -> np.ndarray:
     """The (frames, height, width, 3) uint8 frames `write_media` encodes: a moving seed-coloured bar."""
-    width, height = VIDEO_SIZE
-    frames = np.zeros((VIDEO_FRAMES, height, width, 3), np.uint8)
+    width, height = size
+    frames = np.zeros((num_frames, height, width, 3), np.uint8)
     colour = np.array([(seed * 53) % 256, (seed * 97 + 80) % 256, 200], np.uint8)
-    for i in range(VIDEO_FRAMES):
+    for i in range(num_frames):
         frames[i, :, :, :] = 40
         x0 = (i * 4) % width
         frames[i, :, x0:x0 + 8, :] = colour
@@ -151,6 +159,9 @@ def _write_av(
     audio: bool,
     channels: int = 1,
     sampling_rate: int = AUDIO_SAMPLING_RATE,
+    seconds: float = AUDIO_SECONDS,
+    num_frames: int = VIDEO_FRAMES,
+    size: Tuple[int, int] = VIDEO_SIZE,
 ) -> None:
     """Encode video (mpeg4, in every FFmpeg build) and/or AAC audio into an MP4/MKV/AVI container."""
     import av
@@ -161,21 +172,21 @@ def _write_av(
         vstream = astream = None
         if video:
             vstream = container.add_stream("mpeg4", rate=VIDEO_FPS)
-            vstream.width, vstream.height = VIDEO_SIZE
+            vstream.width, vstream.height = size
             vstream.pix_fmt = "yuv420p"
             vstream.codec_context.thread_count = 1  # single-threaded encoding is deterministic
         if audio:
             astream = container.add_stream("aac", rate=sampling_rate)
             astream.layout = "mono" if channels == 1 else "stereo"
         if vstream is not None:
-            for i, rgb in enumerate(video_frames(seed)):
+            for i, rgb in enumerate(video_frames(seed, num_frames, size)):
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame.pts = i
                 frame.time_base = Fraction(1, VIDEO_FPS)
                 container.mux(vstream.encode(frame))
             container.mux(vstream.encode())
         if astream is not None:
-            signal = audio_array(seed, channels, sampling_rate)  # (samples, channels)
+            signal = audio_array(seed, channels, sampling_rate, seconds)  # (samples, channels)
             planar = np.ascontiguousarray(signal.T)  # fltp wants (channels, samples)
             frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=astream.layout.name)
             frame.sample_rate = sampling_rate
@@ -183,6 +194,13 @@ def _write_av(
             frame.time_base = Fraction(1, sampling_rate)
             container.mux(astream.encode(frame))
             container.mux(astream.encode())
+
+
+def write_video(
+    path: pathlib.Path, seed: int, num_frames: int = VIDEO_FRAMES, size: Tuple[int, int] = VIDEO_SIZE
+) -> None:
+    """Write an mpeg4 video (MP4/MKV/AVI by suffix) of `num_frames` frames of `size` (width, height) at 8 fps."""
+    _write_av(path, seed, video=True, audio=False, num_frames=num_frames, size=size)
 
 
 # ---------------------------------------------------------------- point clouds and meshes

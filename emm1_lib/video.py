@@ -72,9 +72,10 @@ class VideoReader:
             else:
                 self.duration = 0.0
             frames = stream.frames
+            self._at_start = True
             if not frames:  # some containers (mkv, webm) don't store it: count packets, no decoding
                 frames = sum(1 for packet in self._container.demux(stream) if packet.size)
-                self._container.seek(0)
+                self._at_start = False
             self.num_frames: int = int(frames)
         except Exception as err:
             self.close()
@@ -88,8 +89,9 @@ class VideoReader:
     def _restart(self) -> None:
         if self._container is None:
             self._open()
-        else:
+        if not self._at_start:  # a freshly opened container needs no seek
             self._container.seek(0)
+        self._at_start = False
         self._frames = self._container.decode(self._stream)
         self._next_index = 0
 
