@@ -40,8 +40,9 @@ import numpy as np
 MODALITIES: Tuple[str, str] = ("audio", "points")
 DIRECTIONS: Tuple[Tuple[str, str], ...] = (("audio", "points"), ("points", "audio"))
 DEFAULT_K: Tuple[int, ...] = (1, 5)
-# Memory budget for one chunk of float64 work arrays (queries x dims, queries x categories).
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+# Memory budget of one chunk of float64 work array (queries x dims or queries x categories); the temporaries of
+# one chunk (gathered rows, float64 copy, similarities, comparison mask) stay within a few times this.
+DEFAULT_CHUNK_BYTES = 32 * 2**20
 
 __all__ = [
     "DEFAULT_K",
@@ -285,7 +286,7 @@ def prepare_inputs(
         modalities: ``n`` values, each ``"audio"`` or ``"points"``.
         categories: every category name in ranking order (ids index into it). Defaults to the sorted distinct
             labels (names), or the sorted distinct ids when labels are ids.
-        chunk_size: rows per chunk for the finiteness check (default: from a 64 MiB budget).
+        chunk_size: rows per chunk for the finiteness check (default: from a 32 MiB budget).
     """
     matrix = as_embedding_matrix(embeddings)
     num_rows = matrix.shape[0]
@@ -375,7 +376,7 @@ def true_class_ranks(
         vectors: ``(num_categories, d)`` class vectors from `class_vectors`.
         present: ``(num_categories,)`` mask of the categories that have a class vector (the candidates).
         rows: indices of the query rows (one modality); default all. The result has one rank per query row.
-        chunk_size: queries per chunk (default: from a 64 MiB budget).
+        chunk_size: queries per chunk (default: from a 32 MiB budget).
     """
     rows = np.arange(embeddings.shape[0]) if rows is None else np.asarray(rows)
     candidates = np.flatnonzero(present)
@@ -433,7 +434,7 @@ def eshot_scores(
             sorted distinct labels. Passing the dataset's names (``ds.features["category"].names``) makes the
             per-category keys names even when labels are ids.
         per_category: also return each direction's per-category accuracies and query counts.
-        chunk_size: queries per chunk of the similarity matrix (default: a 64 MiB float64 budget).
+        chunk_size: queries per chunk of the similarity matrix (default: a 32 MiB float64 budget).
 
     Returns:
         A flat dict; for each direction ``D`` in ``audio_to_points`` and ``points_to_audio``:
