@@ -16,7 +16,8 @@ Both schema generations are read (detected from the CSV headers):
   `root_data_path/save_folder/{audio|points}/file_name` (the released example's `ROOT/eshot/audio/file_name`).
 
 Usage (today's `datasets`): `import eshot; datasets.load_dataset("eshot", "eshot_audio", data_dir=...)`.
-Usage (`datasets` 3.6): `datasets.load_dataset("path/to/eshot.py", "eshot_audio", data_dir=..., trust_remote_code=True)`.
+Usage (`datasets` 3.6):
+`datasets.load_dataset("path/to/eshot.py", "eshot_audio", data_dir=..., trust_remote_code=True)`.
 Evaluate with the `metrics/eshot` metric (see its card).
 """
 import json
@@ -331,8 +332,15 @@ class EShot(datasets.ArrowBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
+        modality = self._check_config()
         eshot_dir = self._eshot_dir()
-        return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"eshot_dir": eshot_dir})]
+        # Read and check the (small) metadata here, so a data error surfaces as itself before any generation.
+        rows, schema = labelled_rows(eshot_dir, modality, self.info.features["category"].names)
+        return [
+            datasets.SplitGenerator(
+                name=datasets.Split.TEST, gen_kwargs={"eshot_dir": eshot_dir, "rows": rows, "schema": schema}
+            )
+        ]
 
     def _media_paths(self, rows: pa.Table, schema: str, eshot_dir: str) -> pa.Array:
         modality = self.config.modality
@@ -354,10 +362,8 @@ class EShot(datasets.ArrowBasedBuilder):
             )
         return pa.array([join(folder, name) if name is not None else None for name in names], pa.string())
 
-    def _generate_tables(self, eshot_dir: str):
+    def _generate_tables(self, eshot_dir: str, rows: pa.Table, schema: str):
         modality = self._check_config()
-        categories = self.info.features["category"].names
-        rows, schema = labelled_rows(eshot_dir, modality, categories)
         paths = self._media_paths(rows, schema, eshot_dir)
         id_column = ID_COLUMNS[modality]
         columns = {
