@@ -37,10 +37,10 @@ from emm1_lib.eshot_data import ESHOT_MODALITIES
 from emm1_lib.eshot_data import ID_COLUMNS
 from emm1_lib.eshot_data import RELEASED_MEDIA_FOLDERS
 from emm1_lib.eshot_data import SEED_MEDIA_FOLDERS
-from emm1_lib.eshot_data import UncategorisedRowWarning  # noqa: F401  (re-exported: eshot.UncategorisedRowWarning)
+from emm1_lib.eshot_data import UncategorisedRowWarning
 from emm1_lib.eshot_data import find_eshot_dir
 from emm1_lib.eshot_data import labelled_rows
-from emm1_lib.eshot_data import list_media_stems
+from emm1_lib.eshot_data import media_files_by_id
 from emm1_lib.eshot_data import parent_dir
 from emm1_lib.eshot_data import read_categories
 from emm1_lib.features import media_feature
@@ -49,6 +49,8 @@ from emm1_lib.layout import normalize_root
 from emm1_lib.paths import join_media_paths
 
 logger = datasets.utils.logging.get_logger(__name__)
+
+__all__ = ["EShot", "EShotConfig", "UncategorisedRowWarning"]
 
 _CITATION = """\
 @misc{emm1_2025,
@@ -156,13 +158,11 @@ class EShot(datasets.ArrowBasedBuilder):
     def _split_generators(self, dl_manager):
         modality = self._check_config()
         eshot_dir = self._eshot_dir()
-        # Read and check the (small) metadata here, so a data error surfaces as itself before any generation.
+        # Read and check the (small) metadata and media paths here, so a data error surfaces as itself (not wrapped
+        # in a generation error) before any generation.
         rows, schema = labelled_rows(eshot_dir, modality, self.info.features["category"].names)
-        return [
-            datasets.SplitGenerator(
-                name=datasets.Split.TEST, gen_kwargs={"eshot_dir": eshot_dir, "rows": rows, "schema": schema}
-            )
-        ]
+        paths = self._media_paths(rows, schema, eshot_dir)
+        return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"rows": rows, "paths": paths})]
 
     def _media_paths(self, rows: pa.Table, schema: str, eshot_dir: str) -> pa.Array:
         modality = self.config.modality
@@ -173,9 +173,9 @@ class EShot(datasets.ArrowBasedBuilder):
             save_folder = rows["save_folder"].combine_chunks()
             return join_media_paths(root, save_folder, folder, rows["file_name"].combine_chunks())
         folder = join(eshot_dir, self.config.media_folders.get(modality, SEED_MEDIA_FOLDERS[modality]))
-        stems = list_media_stems(folder)
+        by_id = media_files_by_id(folder)
         ids = rows[ID_COLUMNS[modality]].to_pylist()
-        names = [stems.get(str(i)) for i in ids]
+        names = [by_id.get(i) for i in ids]
         missing = [i for i, name in zip(ids, names) if name is None]
         if missing:
             logger.warning(
@@ -184,9 +184,8 @@ class EShot(datasets.ArrowBasedBuilder):
             )
         return pa.array([join(folder, name) if name is not None else None for name in names], pa.string())
 
-    def _generate_tables(self, eshot_dir: str, rows: pa.Table, schema: str):
+    def _generate_tables(self, rows: pa.Table, paths: pa.Array):
         modality = self._check_config()
-        paths = self._media_paths(rows, schema, eshot_dir)
         id_column = ID_COLUMNS[modality]
         columns = {
             id_column: rows[id_column],

@@ -174,24 +174,31 @@ def parent_dir(path: str) -> str:
     return os.path.dirname(normalize_root(path))
 
 
-def list_media_stems(folder: str) -> Dict[str, str]:
-    """`{stem: file name}` of a media folder (seed schema: files are named by id with any extension)."""
+def media_files_by_id(folder: str) -> Dict[int, str]:
+    """`{id: file name}` of a seed-schema media folder, whose files are named by id with any extension.
+
+    The id is the part of the name before the first dot, read as an integer (so `7.wav` and `0007.wav` are both
+    id 7); other files (`.DS_Store`, `README`) are ignored. Two files for one id are an error naming both.
+    """
     if is_remote(folder):
         import fsspec
 
         fs, fs_path = fsspec.core.url_to_fs(folder)
         try:
-            names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False)]
+            names = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False))
         except FileNotFoundError:
             names = []
     else:
         names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    stems: Dict[str, str] = {}
+    by_id: Dict[int, str] = {}
     for name in names:
         stem = name.split(".", 1)[0]
-        if stem in stems:
+        if not stem.isdigit():
+            continue
+        key = int(stem)
+        if key in by_id:
             raise EMM1DataError(
-                f"{folder}: two media files share the id {stem!r} ({stems[stem]!r} and {name!r}); keep one."
+                f"{folder}: two media files for id {key} ({by_id[key]!r} and {name!r}); keep one."
             )
-        stems[stem] = name
-    return stems
+        by_id[key] = name
+    return by_id

@@ -231,3 +231,18 @@ def test_loading_script_on_datasets_3_6(tree, hf_cache, streaming, config):
     rows = list(ds)
     expected, _ = _recipe(tree.eshot_dir, modality)
     assert [(r[ID_COLUMN[modality]], r["category"], r[f"{modality}_file_path"]) for r in rows] == expected
+
+
+def test_seed_media_names_are_ids_with_any_extension(seed_tree, hf_cache, tmp_path):
+    target = tmp_path / "eshot"
+    shutil.copytree(seed_tree.eshot_dir, target)
+    folder = target / "point-clouds"
+    first = sorted(os.listdir(folder), key=lambda n: int(n.split(".")[0]))[0]
+    padded = "000" + first.split(".")[0] + ".cloud." + first.split(".", 1)[1]
+    os.rename(folder / first, folder / padded)
+    (folder / ".DS_Store").write_bytes(b"")
+    ds = _prepare(str(target), hf_cache, "eshot_points")
+    assert ds["points_file_path"][0] == str(folder / padded)
+    (folder / first).write_bytes(b"")  # now two files for one id
+    with pytest.raises(EMM1DataError, match=rf"two media files for id {first.split('.')[0]}"):
+        _prepare(str(target), str(tmp_path / "cache2"), "eshot_points")
