@@ -335,6 +335,15 @@ def test_metric_ids_with_category_names(metric):
     assert by_name["audio_to_points_per_category"] == reference_loop(emb, lab, mod, ks=(1, 3))["audio_to_points"]
 
 
+def test_metric_accepts_dataset_columns(metric):
+    import datasets
+
+    emb, lab, mod, names = clustered_embeddings(seed=18)
+    ds = datasets.Dataset.from_dict({"category": [names.index(x) for x in lab], "modality": mod.tolist()})
+    result = metric.compute(embeddings=emb, labels=ds["category"], modalities=ds["modality"], categories=names)
+    assert result == eshot_scores(emb, lab, mod)
+
+
 def test_metric_add_batch_and_add(metric):
     emb, lab, mod, _ = clustered_embeddings(seed=14)
     expected = eshot_scores(emb, lab, mod, per_category=True)

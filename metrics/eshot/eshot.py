@@ -153,7 +153,12 @@ def _unpack_embeddings(rows: List[bytes]) -> np.ndarray:
 
 
 def _as_list(values: Any) -> Any:
-    return values.tolist() if isinstance(values, np.ndarray) else values
+    """Plain Python values for evaluate's row encoder (numpy arrays, `datasets` Columns, pandas Series...)."""
+    if values is None or isinstance(values, (list, tuple, str, bytes)):
+        return values
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return np.asarray(list(values)).tolist()
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
