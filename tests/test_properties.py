@@ -1,0 +1,214 @@
+"""Property-based tests (hypothesis): path-part safety, and the builder's joins against a plain reference join on
+random metadata trees of both schema generations (with the validator's counts checked on the same trees)."""
+import csv
+import os
+import re
+import shutil
+import tempfile
+import warnings
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import emm1
+from emm1_lib.paths import first_unsafe_row, join_media_paths
+from emm1_lib.validate import validate_tree
+
+MODALITIES = ("image", "audio", "video", "points")
+PAIRS = [(a, b) for a in MODALITIES for b in MODALITIES if a != b]
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+
+
+# ---------------------------------------------------------------------------------------------- path parts
+
+
+def reference_is_unsafe(part: str) -> bool:
+    """The documented rule, written plainly: empty, absolute, drive, `~`, a `..` component, a control character."""
+    if part == "" or part[0] in "/\\~" or re.match(r"[A-Za-z]:", part):
+        return True
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in part):
+        return True
+    return ".." in re.split(r"[/\\]", part)
+
+
+path_alphabet = st.sampled_from(list("ab./\\~:C_- \x00\x1f\x7f\n") + ["..", "é", "\u2025", "\uff0e"])
+path_parts = st.lists(path_alphabet, max_size=12).map("".join)
+# mostly-safe parts (dots, slashes, backslashes, colons: the near misses) so that the "accepted" branch is explored
+near_miss_parts = st.lists(st.sampled_from(["a", "b", ".", "/", "\\", ":", "é", "\u2025", ".a", "a.."]),
+                           min_size=1, max_size=10).map(lambda x: "a" + "".join(x))
+
+
+@SETTINGS
+@given(path_parts)
+def test_unsafe_rule_equals_the_reference(part):
+    assert (first_unsafe_row(pa.array([part])) == 0) == reference_is_unsafe(part)
+    dictionary = pa.array([part]).dictionary_encode()
+    assert (first_unsafe_row(dictionary) == 0) == reference_is_unsafe(part)
+
+
+@SETTINGS
+@given(save_folder=st.one_of(near_miss_parts, path_parts), folder=st.sampled_from(MODALITIES),
+       file_name=st.one_of(near_miss_parts, path_parts))
+def test_accepted_parts_resolve_under_the_root(save_folder, folder, file_name):
+    root = "/data/root"
+    parts = pa.array([save_folder]), pa.array([file_name])
+    assume(first_unsafe_row(parts[0]) is None and first_unsafe_row(parts[1]) is None)
+    [path] = join_media_paths(root, parts[0], folder, parts[1]).to_pylist()
+    assert path == f"{root}/{save_folder}/{folder}/{file_name}"  # the README formula, untouched
+    normalized = os.path.normpath(path)
+    assert normalized.startswith(root + os.sep), (path, normalized)
+
+
+@SETTINGS
+@given(st.lists(path_parts, min_size=1, max_size=20))
+def test_first_unsafe_row_is_the_first(parts):
+    expected = next((i for i, p in enumerate(parts) if reference_is_unsafe(p)), None)
+    assert first_unsafe_row(pa.array(parts)) == expected
+
+
+# ---------------------------------------------------------------------------------------------- random trees
+
+ids = st.integers(min_value=0, max_value=2**62)
+safe_name = st.text(alphabet="abcXYZ019_-. é", min_size=1, max_size=8).filter(lambda s: not reference_is_unsafe(s))
+captions = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)  # quotes, commas, CR, NUL...
+
+
+@st.composite
+def trees(draw):
+    """Infos tables (unique sparse ids, some huge) and references, ~1/4 of them dangling."""
+    schema = draw(st.sampled_from(["released", "seed"]))
+    infos = {}
+    for m in ("text",) + MODALITIES:
+        keys = draw(st.lists(ids, min_size=1, max_size=8, unique=True))
+        if m == "text":
+            infos[m] = {k: draw(captions) for k in keys}
+        else:
+            infos[m] = {k: (draw(st.sampled_from(["shared", "e-mm1_100m_only", "x y"])), draw(safe_name)) for k in keys}
+
+    def ref(m):
+        known = sorted(infos[m])
+        return draw(st.one_of(st.sampled_from(known), ids))  # mostly known, sometimes dangling
+
+    n = draw(st.integers(min_value=1, max_value=12))
+    groups = [{"encord_text_id": ref("text"), **{f"encord_{m}_id": ref(m) for m in MODALITIES}} for _ in range(n)]
+    triplets = []
+    for _ in range(draw(st.integers(min_value=1, max_value=12))):
+        paired, annotated = draw(st.sampled_from(PAIRS))
+        triplets.append({"encord_text_id": ref("text"), "paired": paired, "annotated": annotated,
+                         "paired_id": ref(paired), "annotated_id": ref(annotated),
+                         "annotation": draw(st.integers(1, 3))})
+    if draw(st.booleans()) and groups:
+        groups.append(dict(groups[0]))  # identical duplicates are kept
+    return schema, infos, groups, triplets
+
+
+def _write(path, header, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_tree(root, schema, infos, groups, triplets):
+    p1 = os.path.join(root, "e-mm1_100m" if schema == "released" else "encord_phase_1_dataset")
+    p2 = os.path.join(root, "e-mm1_1m" if schema == "released" else "encord_phase_2_dataset")
+    for split in (p1, p2):
+        _write(os.path.join(split, "infos", "text.csv"), ["encord_text_id", "caption"], sorted(infos["text"].items()))
+        for m in MODALITIES:
+            if schema == "released":
+                header = [f"encord_{m}_id", "source_dataset", "dataset_license", "file_id", "file_name", "save_folder"]
+                rows = [[k, "Src", "CC BY 4.0", f"f{k}", fn, sf] for k, (sf, fn) in infos[m].items()]
+            else:
+                header = [f"encord_{m}_id", "save_folder", "file_name"]
+                rows = [[k, sf, fn] for k, (sf, fn) in infos[m].items()]
+            _write(os.path.join(split, "infos", f"{m}.csv"), header, rows)
+    columns = ["encord_text_id"] + [f"encord_{m}_id" for m in ("video", "audio", "image", "points")]
+    header = columns + (["nn_index"] if schema == "released" else [])
+    _write(os.path.join(p1, "nn_1", "data_groups.csv"), header,
+           [[g[c] for c in columns] + ([1] if schema == "released" else []) for g in groups])
+    if schema == "released":
+        header = ["encord_text_id", "paired_modality", "annotated_modality", "encord_paired_id", "encord_annotated_id",
+                  "annotation"]
+        rows = [[t["encord_text_id"], t["paired"], t["annotated"], t["paired_id"], t["annotated_id"], t["annotation"]]
+                for t in triplets]
+    else:
+        header = ["encord_text_id", "modality_1", "modality_2", "annotated_modality"] + \
+                 [f"encord_{m}_id" for m in MODALITIES] + ["annotation"]
+        rows = []
+        for t in triplets:
+            by_m = {t["paired"]: t["paired_id"], t["annotated"]: t["annotated_id"]}
+            rows.append([t["encord_text_id"], t["paired"], t["annotated"], t["annotated"]]
+                        + [by_m.get(m, "") for m in MODALITIES] + [t["annotation"]])
+    _write(os.path.join(p2, "triplets.csv"), header, rows)
+    _write(os.path.join(p2, "annotation_mapping.csv"), ["annotation", "label"],
+           [[1, "Good Match"], [2, "Partial Match"], [3, "Bad Match"]])
+
+
+def media_path(root, infos, m, item_id):
+    if item_id not in infos[m]:
+        return None
+    save_folder, file_name = infos[m][item_id]
+    return f"{root}/{save_folder}/{m}/{file_name}"
+
+
+def _prepare(root, config):
+    builder = emm1.EMM1(config_name=config, data_dir=root, root_data_path=root, decode=False,
+                        cache_dir=os.path.join(root, ".cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        builder.download_and_prepare()
+    return builder.as_dataset(split="train").to_list()
+
+
+@pytest.fixture
+def workdir():
+    path = tempfile.mkdtemp(prefix="emm1-prop-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(trees())
+def test_joins_equal_the_reference_join(workdir, tree):
+    schema, infos, groups, triplets = tree
+    root = tempfile.mkdtemp(dir=workdir)
+    write_tree(root, schema, infos, groups, triplets)
+
+    rows = _prepare(root, "phase1_nn1")
+    assert len(rows) == len(groups)  # nothing dropped, file order kept
+    for row, g in zip(rows, groups):
+        assert row["encord_text_id"] == g["encord_text_id"] and row["nn_index"] == 1
+        assert row["caption"] == infos["text"].get(g["encord_text_id"])
+        for m in MODALITIES:
+            assert row[f"encord_{m}_id"] == g[f"encord_{m}_id"]
+            assert row[f"{m}_file_path"] == media_path(root, infos, m, g[f"encord_{m}_id"])
+
+    rows = _prepare(root, "phase2_triplets")
+    assert len(rows) == len(triplets)
+    for row, t in zip(rows, triplets):
+        assert (row["paired_modality"], row["annotated_modality"]) == (t["paired"], t["annotated"])
+        assert (row["encord_paired_id"], row["encord_annotated_id"]) == (t["paired_id"], t["annotated_id"])
+        assert row["caption"] == infos["text"].get(t["encord_text_id"])
+        assert row["paired_file_path"] == media_path(root, infos, t["paired"], t["paired_id"])
+        assert row["annotated_file_path"] == media_path(root, infos, t["annotated"], t["annotated_id"])
+        assert row["annotation"] == t["annotation"] - 1
+        for m in MODALITIES:
+            expected = row["paired_file_path"] if m == t["paired"] else row["annotated_file_path"] \
+                if m == t["annotated"] else None
+            assert (row[m] or {}).get("path") == expected
+
+    report = validate_tree(root)
+    assert report.ok, report.to_text()
+    phase1 = report.split("phase1").modalities
+    for m in MODALITIES:
+        assert phase1[m].dangling == sum(g[f"encord_{m}_id"] not in infos[m] for g in groups)
+        dangling_2 = sum((t["paired"] == m and t["paired_id"] not in infos[m])
+                         + (t["annotated"] == m and t["annotated_id"] not in infos[m]) for t in triplets)
+        assert report.split("phase2").modalities.get(m) is None or \
+            report.split("phase2").modalities[m].dangling == dangling_2
+    assert phase1["text"].dangling == sum(g["encord_text_id"] not in infos["text"] for g in groups)
