@@ -16,7 +16,7 @@ from emm1_lib.eshot_protocol import eshot_scores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SNIPPET = os.path.join(REPO, "metrics", "eshot", "USAGE_SNIPPET.md")
+README = os.path.join(REPO, "README.md")
 
 
 def _labels_from_json(eshot_dir):
@@ -147,9 +147,9 @@ def test_module_entry_point(files, released_tree):
 
 
 def test_usage_snippet_runs_as_written(released_tree, tmp_path, monkeypatch, capsys):
-    """The README snippet (metrics/eshot/USAGE_SNIPPET.md), run on the sample tree: Python, then the CLI line."""
-    with open(SNIPPET, encoding="utf-8") as f:
-        text = f.read()
+    """The README's EShot section, run on the sample tree: Python, then the CLI line."""
+    with open(README, encoding="utf-8") as f:
+        text = f.read().split("## Evaluating a model on EShot", 1)[1].split("\n## ", 1)[0]
     python_blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     (bash_block,) = re.findall(r"```bash\n(.*?)```", text, re.S)
     assert 'DATA_DIR = "/path/to/eshot"' in python_blocks[0]
