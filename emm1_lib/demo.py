@@ -91,6 +91,26 @@ def _print_media(name: str, dataset) -> None:
         print(f"  {column:<7} {describe(row[column])}")
 
 
+def _print_stand_in_eshot_score(audio, points) -> None:
+    """EShot accuracy of STAND-IN embeddings (not a model: chance level), to show the pipeline end to end."""
+    from .eshot_protocol import eshot_scores
+    from .stand_in_embeddings import embed_audio
+    from .stand_in_embeddings import embed_points
+
+    embeddings = [embed_audio(row) for row in audio] + [embed_points(row) for row in points]
+    scores = eshot_scores(
+        np.stack(embeddings),
+        labels=list(audio["category"]) + list(points["category"]),
+        modalities=["audio"] * len(audio) + ["points"] * len(points),
+        categories=audio.features["category"].names,
+    )
+    print("\nEShot with STAND-IN embeddings (not a model; chance level expected):")
+    for direction in ("audio_to_points", "points_to_audio"):
+        print(f"  {direction:<16} top1 {scores[direction + '_top1']:.3f}  top5 {scores[direction + '_top5']:.3f}  "
+              f"({scores[direction + '_num_queries']} queries, missing class vectors: "
+              f"{scores[direction + '_missing_class_vectors'] or 'none'})")
+
+
 def run_demo(cache_dir: str, schema: str = "released", rows: int = 3) -> int:
     """Generate (once) and prepare every config; print rows per config, examples and decoded media."""
     data_root = ensure_sample_tree(cache_dir, schema)
@@ -111,7 +131,5 @@ def run_demo(cache_dir: str, schema: str = "released", rows: int = 3) -> int:
         if name in prepared:
             _print_media(name, prepared[name])
     if "eshot_audio" in prepared and "eshot_points" in prepared:
-        from .demo_eshot import print_stand_in_score
-
-        print_stand_in_score(prepared["eshot_audio"], prepared["eshot_points"])
+        _print_stand_in_eshot_score(prepared["eshot_audio"], prepared["eshot_points"])
     return 0

@@ -38,6 +38,7 @@ def test_demo_prepares_every_config(tmp_path):
         assert f"\n{config.name} " in run.stdout
     assert "phase1_all            384" in run.stdout  # 16 neighbours x 24 captions
     assert "decoded media of row 0" in run.stdout and "points xyz (" in run.stdout
+    assert "EShot with STAND-IN embeddings" in run.stdout and "audio_to_points  top1 " in run.stdout
     # a second run reuses the generated tree and the prepared caches
     again = subprocess.run(
         [sys.executable, "-m", "emm1_lib.cli", "demo", "--cache-dir", str(tmp_path)],
