@@ -1,0 +1,606 @@
+"""Publish E-MM1 as a Hub dataset repository (Parquet + dataset card), and `resolve` it back.
+
+`export(out_dir, data_dir)` prepares each config with the project's builders and writes a
+folder laid out as a Hub dataset repository::
+
+    out_dir/
+      README.md                                   # dataset card: YAML configs + dataset_info, prose
+      phase1_nn1/train-00000-of-00016.parquet     # size-bounded shards, bounded row groups
+      ...
+      phase2_triplets/train-00000-of-00001.parquet
+
+Stock `datasets` (no import of this project) loads it: `load_dataset(out_dir, "phase1_nn1")`,
+`streaming=True`, `get_dataset_config_names(out_dir)`, and the same from the Hub after
+`huggingface_hub.upload_folder`.
+
+Media columns: stock `datasets` cannot know the project's decoding features, so the export
+stores every media path once, as a string **relative to the data root**
+(`save_folder/{modality folder}/file_name`) in the `*_file_path` columns, and drops the media
+columns that the builders derive from them. `resolve(ds, root)` makes the paths absolute and
+adds the media columns back with the project's decoding features (`emm1_lib.features`), for
+`Dataset`, `IterableDataset` and their dicts.
+
+`cli(argv)` is `emm1 export ...`.
+"""
+import argparse
+import importlib
+import importlib.util
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+from typing import Dict
+from typing import Iterator
+from typing import List
+from typing import Optional
+from typing import Sequence
+from typing import Tuple
+from typing import Union
+
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datasets.table import cast_table_to_features
+
+from .errors import EMM1DataError
+from .features import media_feature
+from .hub_card import DEFAULT_REPO_ID
+from .hub_card import CardConfig
+from .hub_card import human_bytes
+from .hub_card import render_card
+from .layout import MODALITIES
+from .layout import normalize_root
+
+DEFAULT_MAX_SHARD_BYTES = 256 << 20
+DEFAULT_ROW_GROUP_ROWS = 100_000
+# Older `datasets` stream one shard per Parquet file, so large configs get at least this many files.
+DEFAULT_MIN_FILES = 16
+# Builders need a media root to build paths; the export strips it again, so any fixed root works
+# and the media files need not be present.
+_EXPORT_ROOT = normalize_root(os.path.join(os.sep, "emm1-export-root"))
+# Builder modules whose configs can be exported, with the class attribute holding the builder.
+_BUILDER_MODULES = ("emm1", "eshot")
+PATH_SUFFIX = "_file_path"
+PHASE2_ROLES = ("paired", "annotated")
+_STAGING_PREFIX = ".emm1-export-"
+
+BuilderClass = type
+AnyDataset = Union[datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict]
+
+
+# -- builders -----------------------------------------------------------------------------------
+
+
+def builder_classes(module_names: Sequence[str] = _BUILDER_MODULES) -> List[BuilderClass]:
+    """The dataset builder classes of the installed builder modules (`emm1`, and `eshot` if present)."""
+    # Imported here, not at module top: `emm1.py` re-exports `resolve` from this module.
+    found = []
+    for module_name in module_names:
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, datasets.DatasetBuilder)
+                and value.__module__ == module.__name__
+                and value.BUILDER_CONFIGS
+            ):
+                found.append(value)
+    return found
+
+
+def builder_config_names(module_names: Sequence[str] = _BUILDER_MODULES) -> Dict[str, BuilderClass]:
+    """Every config name of the builders, in builder order, with the class that builds it."""
+    names: Dict[str, BuilderClass] = {}
+    for cls in builder_classes(module_names):
+        for config in cls.BUILDER_CONFIGS:
+            names.setdefault(config.name, cls)
+    return names
+
+
+def _builders_for(configs: Optional[Sequence[str]]) -> Dict[str, BuilderClass]:
+    """The builders needed for `configs` (all builders when None); a module is imported only if needed."""
+    available: Dict[str, BuilderClass] = {}
+    for module_name in _BUILDER_MODULES:
+        if configs and all(name in available for name in configs):
+            break
+        available.update(builder_config_names([module_name]))
+    return available
+
+
+# -- writing Parquet ----------------------------------------------------------------------------
+
+
+@dataclass
+class ExportedConfig:
+    """One exported config: where its files are and what they hold."""
+
+    name: str
+    features: datasets.Features
+    splits: Dict[str, int]
+    split_bytes: Dict[str, int]
+    files: Dict[str, List[str]]  # split -> files relative to the export folder, "/"-separated
+    file_bytes: int
+    row_groups: int
+    description: str = ""
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.splits.values())
+
+    def card_config(self) -> CardConfig:
+        return CardConfig(self.name, self.description, self.features, dict(self.splits), dict(self.split_bytes),
+                          {k: list(v) for k, v in self.files.items()}, self.file_bytes)
+
+
+@dataclass
+class ExportResult:
+    """What `export` wrote: the folder, its card and the configs."""
+
+    out_dir: str
+    card_path: str
+    configs: List[ExportedConfig]
+
+
+def export_features(features: datasets.Features) -> datasets.Features:
+    """The stock features of an export: the builder's, without media columns (paths are strings)."""
+    return datasets.Features({name: f for name, f in features.items() if name not in MODALITIES})
+
+
+def _relative_paths(column: pa.ChunkedArray, prefixes: Sequence[str], where: str) -> pa.ChunkedArray:
+    """Strip the media root from a path column: each non-null path must start with one of `prefixes`
+    (tried in order), and loses the first that it starts with."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    out = pa.nulls(len(column), pa.string())
+    left = pc.is_valid(column)
+    for prefix in prefixes:
+        hit = pc.and_(left, pc.fill_null(pc.starts_with(column, prefix), False))
+        out = pc.if_else(hit, pc.utf8_slice_codeunits(column, len(prefix)), out)
+        left = pc.and_(left, pc.invert(hit))
+    if pc.any(left).as_py():
+        example = pc.filter(column, left)[0].as_py()
+        raise EMM1DataError(
+            f"{where}: path {example!r} is under none of {list(prefixes)}; cannot store it relative to the data "
+            "root. Pass data_dir= the data root (the folder holding the dataset folders and the media)."
+        )
+    return out
+
+
+def _export_table(table: pa.Table, features: datasets.Features, prefixes: Sequence[str], where: str) -> pa.Table:
+    columns = []
+    for name in features:
+        column = table[name]
+        if name.endswith(PATH_SUFFIX):
+            column = _relative_paths(column, prefixes, where)
+        columns.append(column)
+    return cast_table_to_features(pa.Table.from_arrays(columns, names=list(features)), features)
+
+
+def _plan_files(num_rows: int, arrow_bytes: int, max_shard_bytes: int, row_group_rows: int, min_files: int) -> int:
+    """Rows per file: files stay under `max_shard_bytes` (estimated from the Arrow size, an upper
+    bound of the compressed Parquet) and there are at least `min_files` when there are that many row groups."""
+    row_groups = max(1, math.ceil(num_rows / row_group_rows))
+    by_size = math.ceil(arrow_bytes / max_shard_bytes) if arrow_bytes else 1
+    files = max(1, min(row_groups, max(by_size, min_files)))
+    rows_per_file = math.ceil(num_rows / files) if num_rows else row_group_rows
+    return math.ceil(rows_per_file / row_group_rows) * row_group_rows  # whole row groups per file
+
+
+def _iter_tables(dataset: datasets.Dataset, batch_size: int) -> Iterator[pa.Table]:
+    """Arrow tables of `batch_size` rows (the last one shorter), read from the memory-mapped dataset."""
+    for table in dataset.with_format("arrow").iter(batch_size=batch_size):
+        yield table
+
+
+def write_split(
+    dataset: datasets.Dataset,
+    config_dir: str,
+    split: str,
+    features: datasets.Features,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    min_files: int = DEFAULT_MIN_FILES,
+    compression: str = "zstd",
+    path_prefixes: Sequence[str] = (_EXPORT_ROOT + "/",),
+) -> Tuple[List[str], int, int, int]:
+    """Write one prepared split as `{split}-0000k-of-0000n.parquet` files under `config_dir`.
+
+    Row groups hold at most `row_group_rows` rows; a file is closed when it has its planned
+    rows or when the next row group (estimated as the largest so far) would take it past
+    `max_shard_bytes`, so files stay under the bound unless one row group alone exceeds it. Path columns lose the first of `path_prefixes` they start with.
+    Returns (file names, Parquet bytes, Arrow bytes, row groups).
+    """
+    os.makedirs(config_dir, exist_ok=True)
+    schema = features.arrow_schema  # carries the `huggingface` features metadata (ClassLabel names...)
+    rows_per_file = _plan_files(len(dataset), dataset.data.nbytes, max_shard_bytes, row_group_rows, min_files)
+    temp_files: List[str] = []
+    writer: Optional[pq.ParquetWriter] = None
+    sink = None
+    rows_in_file = 0
+    parquet_bytes = arrow_bytes = row_groups = 0
+    largest_row_group = 0  # compressed bytes: a file is closed before the next row group could overflow it
+
+    def close() -> None:
+        nonlocal writer, sink, parquet_bytes
+        if writer is not None:
+            writer.close()
+            sink.close()
+            parquet_bytes += os.path.getsize(temp_files[-1])
+            writer = sink = None
+
+    try:
+        for table in _iter_tables(dataset, row_group_rows):
+            if writer is not None and (
+                rows_in_file >= rows_per_file or sink.tell() + largest_row_group > max_shard_bytes
+            ):
+                close()
+            if writer is None:
+                temp_files.append(os.path.join(config_dir, f".{split}-{len(temp_files):05d}.parquet.tmp"))
+                sink = open(temp_files[-1], "wb")
+                writer = pq.ParquetWriter(sink, schema, compression=compression, write_page_index=True)
+                rows_in_file = 0
+            table = _export_table(table, features, path_prefixes, f"{os.path.basename(config_dir)}/{split}")
+            before = sink.tell()
+            writer.write_table(table, row_group_size=row_group_rows)
+            largest_row_group = max(largest_row_group, sink.tell() - before)
+            rows_in_file += table.num_rows
+            arrow_bytes += table.nbytes
+            row_groups += 1
+        if writer is None:  # an empty split still gets one (empty) file, so it loads
+            temp_files.append(os.path.join(config_dir, f".{split}-00000.parquet.tmp"))
+            sink = open(temp_files[-1], "wb")
+            writer = pq.ParquetWriter(sink, schema, compression=compression)
+        close()
+    finally:
+        if writer is not None:
+            writer.close()
+            sink.close()
+    names = []
+    for index, temp in enumerate(temp_files):
+        name = f"{split}-{index:05d}-of-{len(temp_files):05d}.parquet"
+        os.replace(temp, os.path.join(config_dir, name))
+        names.append(name)
+    return names, parquet_bytes, arrow_bytes, row_groups
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def _check_out_dir(out_dir: str, configs: Sequence[str], overwrite: bool) -> None:
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise EMM1DataError(f"{out_dir}: exists and is not a folder; pick a folder for the export.")
+    # Hidden entries (.git, .gitattributes, .cache of a cloned Hub repo) are left alone.
+    present = [e for e in os.listdir(out_dir) if not e.startswith(".")]
+    if present and not overwrite:
+        raise EMM1DataError(
+            f"{out_dir}: folder is not empty ({', '.join(sorted(present)[:5])}{', ...' if len(present) > 5 else ''}). "
+            "Export into an empty folder or a clone of the Hub repo, or pass overwrite=True (--overwrite) "
+            f"to replace README.md and the folders of the exported configs."
+        )
+    stale = [e for e in present if os.path.isdir(os.path.join(out_dir, e)) and e not in configs]
+    if stale:
+        raise EMM1DataError(
+            f"{out_dir}: holds folders of configs not in this export ({', '.join(sorted(stale))}); the new card "
+            "would not list them. Export them too, or remove them."
+        )
+
+
+def export(
+    out_dir: str,
+    data_dir: str,
+    configs: Optional[Sequence[str]] = None,
+    *,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    min_files: int = DEFAULT_MIN_FILES,
+    cache_dir: Optional[str] = None,
+    num_proc: Optional[int] = None,
+    repo_id: str = DEFAULT_REPO_ID,
+    overwrite: bool = False,
+    card_dir: Optional[str] = None,
+    **builder_kwargs: Any,
+) -> ExportResult:
+    """Write E-MM1 configs as a Hub dataset repository: Parquet shards per config and a `README.md` card.
+
+    Args:
+        out_dir: the folder to write (created; must be empty, or `overwrite=True`).
+        data_dir: the E-MM1 metadata folder (a parent of `e-mm1_100m/`, `e-mm1_1m/`, ...), local or URL.
+            Media files are not needed: paths are stored relative to the data root.
+        configs: config names (default: every config of the builders, `phase1_nn1` ... `phase2_triplets`).
+        max_shard_bytes: upper bound of a Parquet file's size.
+        row_group_rows: rows per Parquet row group (the unit of streaming reads and of resharding).
+        min_files: at least this many files per split when it has that many row groups (older
+            `datasets` stream one shard per file).
+        cache_dir: `datasets` cache for the prepared configs (default: the `datasets` cache).
+        num_proc: processes for preparing each config.
+        repo_id: the Hub repository id shown in the card's usage examples.
+        overwrite: replace `README.md` and the exported configs' folders of an existing export.
+        card_dir: folder with `README.template.md` and `citations.bib` (default: the project's `dataset_card/`).
+        **builder_kwargs: builder config parameters, e.g. `modalities`, `media_folders`, `shard_bytes`.
+
+    Returns:
+        `ExportResult` with the card path and, per config, files, rows and sizes.
+    """
+    if max_shard_bytes <= 0 or row_group_rows <= 0 or min_files <= 0:
+        raise ValueError("max_shard_bytes, row_group_rows and min_files must be positive.")
+    for key in ("root_data_path", "decode", "data_dir", "config_name", "name"):
+        if key in builder_kwargs:
+            raise TypeError(f"export() sets {key} itself; media paths are stored relative to the data root.")
+    available = _builders_for(configs)
+    names = list(configs) if configs else list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"Unknown config(s) {unknown}; the builders have {list(available)}.")
+    out_dir = os.path.abspath(os.path.expanduser(out_dir))
+    _check_out_dir(out_dir, names, overwrite)
+    os.makedirs(out_dir, exist_ok=True)
+    # Builders put media under the root we pass; seed-schema EShot lists media under its own folder,
+    # so paths under data_dir (the data root) are accepted too.
+    prefixes = [_EXPORT_ROOT + "/", normalize_root(os.fspath(data_dir)) + "/"]
+    staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir)
+    exported: List[ExportedConfig] = []
+    citation = homepage = ""
+    try:
+        for name in names:
+            builder = available[name](
+                config_name=name, data_dir=data_dir, root_data_path=_EXPORT_ROOT, decode=False,
+                cache_dir=cache_dir, **builder_kwargs,
+            )
+            builder.download_and_prepare(num_proc=num_proc)
+            citation = citation or builder.info.citation or ""
+            homepage = homepage or builder.info.homepage or ""
+            features = export_features(builder.info.features)
+            entry = ExportedConfig(name, features, {}, {}, {}, 0, 0, builder.config.description or "")
+            for split, dataset in builder.as_dataset().items():
+                files, parquet_bytes, arrow_bytes, row_groups = write_split(
+                    dataset, os.path.join(staging, name), str(split), features,
+                    max_shard_bytes=max_shard_bytes, row_group_rows=row_group_rows, min_files=min_files,
+                    path_prefixes=prefixes,
+                )
+                entry.splits[str(split)] = len(dataset)
+                entry.split_bytes[str(split)] = arrow_bytes
+                entry.files[str(split)] = [f"{name}/{f}" for f in files]
+                entry.file_bytes += parquet_bytes
+                entry.row_groups += row_groups
+            exported.append(entry)
+        card = render_card(
+            [e.card_config() for e in exported], repo_id=repo_id, default_config=names[0], citation=citation,
+            homepage=homepage, max_shard_bytes=max_shard_bytes, row_group_rows=row_group_rows,
+            media_folders=builder_kwargs.get("media_folders"), card_dir=card_dir,
+        )
+        for name in names:  # move into place only once everything was written
+            target = os.path.join(out_dir, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(staging, name), target)
+        card_path = os.path.join(out_dir, "README.md")
+        with open(card_path, "w", encoding="utf-8") as f:
+            f.write(card)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(out_dir, card_path, exported)
+
+
+# -- resolve ------------------------------------------------------------------------------------
+
+
+def _media_columns(column_names: Sequence[str], modalities: Optional[Sequence[str]]) -> Tuple[bool, List[str]]:
+    """(is a phase-2 layout, media columns to add) for the columns of an export."""
+    phase2 = all(f"{role}{PATH_SUFFIX}" in column_names and f"{role}_modality" in column_names for role in PHASE2_ROLES)
+    if phase2:
+        wanted = list(modalities) if modalities else list(MODALITIES)
+    else:
+        wanted = [m for m in MODALITIES if f"{m}{PATH_SUFFIX}" in column_names]
+        if modalities:
+            wanted = [m for m in wanted if m in modalities]
+    unknown = [m for m in (modalities or ()) if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"modalities={list(modalities)}: unknown {unknown}; choose from {list(MODALITIES)}.")
+    return phase2, wanted
+
+
+def resolved_features(
+    features: datasets.Features,
+    decode: bool = True,
+    on_missing_media: str = "error",
+    media_options: Optional[Dict[str, dict]] = None,
+    modalities: Optional[Sequence[str]] = None,
+) -> datasets.Features:
+    """The features of a resolved export: the export's plus decoding media columns, in builder order."""
+    clash = [m for m in MODALITIES if m in features]
+    if clash:
+        raise ValueError(f"Columns {clash} already exist: this dataset is already resolved (or not an E-MM1 export).")
+    if not any(name.endswith(PATH_SUFFIX) for name in features):
+        raise ValueError(f"No *{PATH_SUFFIX} column in {list(features)}: not an E-MM1 export.")
+    phase2, media = _media_columns(list(features), modalities)
+    options = media_options or {}
+
+    def feature(m: str):
+        return media_feature(m, decode=decode, on_missing_media=on_missing_media, **options.get(m, {}))
+
+    out: Dict[str, Any] = {}
+    for name, value in features.items():
+        out[name] = value
+        if not phase2 and name.endswith(PATH_SUFFIX) and name[: -len(PATH_SUFFIX)] in media:
+            out[name[: -len(PATH_SUFFIX)]] = feature(name[: -len(PATH_SUFFIX)])
+    if phase2:
+        out.update({m: feature(m) for m in media})
+    return datasets.Features(out)
+
+
+def _resolve_table(table: pa.Table, root: str, features: datasets.Features) -> pa.Table:
+    """Arrow batch function of `resolve`: absolute paths, media columns from them, cast to `features`."""
+    root_scalar = pa.scalar(root, pa.string())
+    columns: Dict[str, Any] = {}
+    for name in table.column_names:
+        column = table[name]
+        if name.endswith(PATH_SUFFIX):
+            column = pc.binary_join_element_wise(root_scalar, column.cast(pa.string()), "/")
+        columns[name] = column
+    phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
+    for m in features:
+        if m not in MODALITIES or m in columns:
+            continue
+        if phase2:
+            null = pa.scalar(None, pa.string())
+            columns[m] = pc.if_else(
+                pc.equal(columns["paired_modality"], m),
+                columns["paired_file_path"],
+                pc.if_else(pc.equal(columns["annotated_modality"], m), columns["annotated_file_path"], null),
+            )
+        else:
+            columns[m] = columns[f"{m}{PATH_SUFFIX}"]
+    return cast_table_to_features(pa.table({name: columns[name] for name in features}), features)
+
+
+def _resolve_batch(batch: Dict[str, list], root: str, features: datasets.Features) -> Dict[str, list]:
+    """Python batch function of `resolve` for streaming: the same as `_resolve_table` on lists.
+
+    (`datasets` 3.6 does not decode the rows of an Arrow-formatted streaming map, so streaming
+    goes through Python batches; media values are path strings that the features encode.)
+    """
+    columns = dict(batch)
+    for name, values in batch.items():
+        if name.endswith(PATH_SUFFIX):
+            columns[name] = [None if v is None else f"{root}/{v}" for v in values]
+    phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
+    for m in features:
+        if m not in MODALITIES or m in batch:
+            continue
+        if phase2:
+            columns[m] = [
+                paired if paired_m == m else annotated if annotated_m == m else None
+                for paired, annotated, paired_m, annotated_m in zip(
+                    columns["paired_file_path"], columns["annotated_file_path"],
+                    columns["paired_modality"], columns["annotated_modality"],
+                )
+            ]
+        else:
+            columns[m] = columns[f"{m}{PATH_SUFFIX}"]
+    return {name: columns[name] for name in features}
+
+
+def resolve(
+    dataset: AnyDataset,
+    root: str,
+    *,
+    decode: bool = True,
+    on_missing_media: str = "error",
+    media_options: Optional[Dict[str, dict]] = None,
+    modalities: Optional[Sequence[str]] = None,
+    num_proc: Optional[int] = None,
+) -> AnyDataset:
+    """Turn a loaded E-MM1 export into what the builders give: absolute paths and decoding media columns.
+
+    Works on `Dataset` (a batched Arrow `map`, cached like any map), `IterableDataset` (lazy,
+    streaming) and `DatasetDict` / `IterableDatasetDict` (every split).
+
+    Args:
+        dataset: a split (or dict of splits) loaded from an export, e.g. `load_dataset(DIR, "phase1_nn1")`.
+        root: the media root holding `save_folder/{modality folder}/file_name`; a local folder or a URL.
+        decode: media columns decode on access (False: `{"bytes", "path"}` dicts).
+        on_missing_media: "error" (a missing file raises, naming it) or "null" (decodes to None).
+        media_options: per-modality feature options, e.g. `{"points": {"num_points": 2048}}`.
+        modalities: media columns to add (default: every modality that has paths; all four for phase 2).
+        num_proc: processes for the map of a `Dataset`.
+
+    Returns:
+        The same kind of object with `*_file_path` absolute and `image`/`audio`/`video`/`points` columns.
+    """
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        kwargs = dict(decode=decode, on_missing_media=on_missing_media, media_options=media_options,
+                      modalities=modalities, num_proc=num_proc)
+        return type(dataset)({split: resolve(ds, root, **kwargs) for split, ds in dataset.items()})
+    if dataset.features is None:
+        raise ValueError("resolve() needs a dataset with known features; load the export with its README.md.")
+    root = normalize_root(os.fspath(root))
+    features = resolved_features(dataset.features, decode, on_missing_media, media_options, modalities)
+    fn_kwargs = {"root": root, "features": features}
+    if isinstance(dataset, datasets.IterableDataset):
+        # map, then cast: rows are encoded and decoded with the new features when iterated.
+        return dataset.map(_resolve_batch, batched=True, fn_kwargs=fn_kwargs).cast(features)
+    mapped = dataset.with_format("arrow").map(
+        _resolve_table, batched=True, features=features, fn_kwargs=fn_kwargs, num_proc=num_proc,
+        desc="Resolving E-MM1 media paths",
+    )
+    return mapped.with_format(None)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """`"256MiB"`, `"1G"`, `"1048576"` -> bytes (binary units)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 256MiB, 1G, 1048576)")
+    unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _media_folder(text: str) -> Tuple[str, str]:
+    modality, sep, folder = text.partition("=")
+    if not sep or modality not in MODALITIES or not folder:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MODALITY=FOLDER with MODALITY in {list(MODALITIES)}")
+    return modality, folder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emm1 export",
+        description="Write E-MM1 configs as a Hugging Face Hub dataset repository (Parquet shards + README.md card).",
+    )
+    parser.add_argument("--to", required=True, dest="out_dir", help="output folder (empty, or a clone of the Hub repo)")
+    parser.add_argument("--data-dir", required=True, help="E-MM1 metadata folder (parent of e-mm1_100m/, e-mm1_1m/); path or URL")
+    parser.add_argument("--configs", nargs="+", metavar="CONFIG", help="configs to export (default: all)")
+    parser.add_argument("--max-shard-bytes", type=parse_size, default=DEFAULT_MAX_SHARD_BYTES,
+                        help=f"upper bound of a Parquet file (default {human_bytes(DEFAULT_MAX_SHARD_BYTES)})")
+    parser.add_argument("--row-group-rows", type=int, default=DEFAULT_ROW_GROUP_ROWS,
+                        help=f"rows per Parquet row group (default {DEFAULT_ROW_GROUP_ROWS})")
+    parser.add_argument("--min-files", type=int, default=DEFAULT_MIN_FILES,
+                        help=f"at least this many files per large split (default {DEFAULT_MIN_FILES})")
+    parser.add_argument("--modalities", nargs="+", choices=MODALITIES, help="media modalities to keep (default all)")
+    parser.add_argument("--media-folder", action="append", type=_media_folder, default=[], metavar="MODALITY=FOLDER",
+                        help="per-modality folder name in paths, e.g. audio=video (repeatable)")
+    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="Hub repo id shown in the card's examples")
+    parser.add_argument("--cache-dir", help="datasets cache for the prepared configs")
+    parser.add_argument("--num-proc", type=int, help="processes for preparing each config")
+    parser.add_argument("--overwrite", action="store_true", help="replace README.md and the exported configs' folders")
+    return parser
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """`emm1 export --to DIR --data-dir PATH [--configs ...]`: returns the exit status."""
+    args = build_parser().parse_args(argv)
+    builder_kwargs: Dict[str, Any] = {}
+    if args.modalities:
+        builder_kwargs["modalities"] = args.modalities
+    if args.media_folder:
+        builder_kwargs["media_folders"] = dict(args.media_folder)
+    try:
+        result = export(
+            args.out_dir, args.data_dir, args.configs, max_shard_bytes=args.max_shard_bytes,
+            row_group_rows=args.row_group_rows, min_files=args.min_files, cache_dir=args.cache_dir,
+            num_proc=args.num_proc, repo_id=args.repo_id, overwrite=args.overwrite, **builder_kwargs,
+        )
+    except (EMM1DataError, ValueError, TypeError, OSError) as err:
+        print(f"emm1 export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.out_dir}")
+    for c in result.configs:
+        files = sum(len(v) for v in c.files.values())
+        print(f"  {c.name:<16} {c.num_rows:>12,} rows  {files:>4} files  {c.row_groups:>5} row groups  "
+              f"{human_bytes(c.file_bytes)}")
+    print(f"  card: {result.card_path}")
+    return 0
