@@ -183,13 +183,13 @@ def _export_table(table: pa.Table, features: datasets.Features, prefixes: Sequen
 
 
 def _plan_files(num_rows: int, arrow_bytes: int, max_shard_bytes: int, row_group_rows: int, min_files: int) -> int:
-    """Rows per file: files stay under `max_shard_bytes` (estimated from the Arrow size, an upper
-    bound of the compressed Parquet) and there are at least `min_files` when there are that many row groups."""
+    """Rows per file (whole row groups): files stay under `max_shard_bytes` (estimated from the Arrow
+    size, an upper bound of the compressed Parquet) and there are at least `min_files` when there
+    are that many row groups."""
     row_groups = max(1, math.ceil(num_rows / row_group_rows))
     by_size = math.ceil(arrow_bytes / max_shard_bytes) if arrow_bytes else 1
     files = max(1, min(row_groups, max(by_size, min_files)))
-    rows_per_file = math.ceil(num_rows / files) if num_rows else row_group_rows
-    return math.ceil(rows_per_file / row_group_rows) * row_group_rows  # whole row groups per file
+    return max(1, row_groups // files) * row_group_rows  # rounding down keeps at least `files` files
 
 
 def _iter_tables(dataset: datasets.Dataset, batch_size: int) -> Iterator[pa.Table]:

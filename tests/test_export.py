@@ -17,6 +17,10 @@ import emm1
 from emm1_lib.cli import main as emm1_main
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
+from emm1_lib.export import DEFAULT_MAX_SHARD_BYTES
+from emm1_lib.export import DEFAULT_MIN_FILES
+from emm1_lib.export import DEFAULT_ROW_GROUP_ROWS
+from emm1_lib.export import _plan_files
 from emm1_lib.export import builder_classes
 from emm1_lib.export import export
 from emm1_lib.export import export_features
@@ -110,6 +114,15 @@ def test_size_bound_rolls_over_to_new_files(released_tree, tmp_path):
     assert len(files) > 3 and row_groups == -(-len(ds) // 32)
     assert max(sizes) <= bound and sum(sizes) == parquet_bytes
     assert sum(pq.ParquetFile(tmp_path / "out" / f).metadata.num_rows for f in files) == len(ds)
+
+
+def test_full_scale_phase1_plan_has_at_least_16_files():
+    """6,706,765 rows (UPSTREAM.md) at ~360 Arrow bytes a row, the default bounds: >= 16 files, each under the bound."""
+    rows, arrow_bytes = 6_706_765, 6_706_765 * 360
+    rows_per_file = _plan_files(rows, arrow_bytes, DEFAULT_MAX_SHARD_BYTES, DEFAULT_ROW_GROUP_ROWS, DEFAULT_MIN_FILES)
+    files = -(-rows // rows_per_file)
+    assert rows_per_file % DEFAULT_ROW_GROUP_ROWS == 0 and files >= 16
+    assert arrow_bytes * rows_per_file / rows <= DEFAULT_MAX_SHARD_BYTES
 
 
 def test_card_parses_and_lists_every_builder_config(exported):
