@@ -36,8 +36,9 @@ def exists(path: str) -> bool:
         return os.path.exists(path)
     fs, fs_path = fsspec.core.url_to_fs(path)
     try:
-        return fs.exists(fs_path)
-    except (OSError, ValueError):
+        fs.info(fs_path)  # a HEAD over HTTP (fs.exists may GET the whole file)
+        return True
+    except (OSError, ValueError):  # FileNotFoundError included
         return False
 
 
