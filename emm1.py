@@ -305,7 +305,7 @@ class EMM1(datasets.ArrowBasedBuilder):
             nn_index = groups.column("nn_index")
         else:  # the seed draft's files carry no nn_index column: it is the folder's k
             nn_index = pa.array([k] * len(groups), pa.int8())
-        columns = {"encord_text_id": text_ids, "caption": text.captions.take(text_positions), "nn_index": nn_index}
+        columns = {"encord_text_id": text_ids, "caption": text.caption_at(text_positions), "nn_index": nn_index}
         for m, info in media.items():
             ids = groups.column(f"encord_{m}_id")
             positions = info.lookup.positions(ids)
@@ -358,7 +358,7 @@ class EMM1(datasets.ArrowBasedBuilder):
             paths[role] = role_paths
         columns = {
             "encord_text_id": text_ids,
-            "caption": text.captions.take(text_positions),
+            "caption": text.caption_at(text_positions),
             "paired_modality": triplets.column("paired_modality"),
             "annotated_modality": triplets.column("annotated_modality"),
             "encord_paired_id": triplets.column("encord_paired_id"),

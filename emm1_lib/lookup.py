@@ -7,14 +7,14 @@ make us allocate a giant array. Ids with no infos row give null positions, hence
 rows are never dropped, and the nulls are counted for the report.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import EMM1DataError
-from .paths import check_path_parts, join_media_paths
+from .paths import check_path_parts, join_media_paths, join_prefixed_paths
 from .tables import read_csv_table
 
 # A dense table costs 4 bytes per possible id; use it while that is at most this many times the rows (or ≤ 4 MiB).
@@ -74,9 +74,14 @@ class IdLookup:
         """int32 row positions of `ids` in the infos table; null where an id has no row (or is null)."""
         query = _to_int64_numpy(ids)
         if self._dense is not None:
-            found = (query >= 0) & (query <= self.max_id)
-            out = np.full(len(query), -1, dtype=np.int32)
-            out[found] = self._dense[query[found]]
+            # One clipped gather, then unknown ids (nulls are -1, huge ids past the table) get -1.
+            if len(self._dense):
+                out = self._dense.take(query, mode="clip")
+                outside = (query < 0) | (query > self.max_id)
+                if outside.any():
+                    out[outside] = -1
+            else:
+                out = np.full(len(query), -1, dtype=np.int32)
         else:
             slots = np.searchsorted(self._sorted_ids, query)
             slots = np.minimum(slots, max(self.num_rows - 1, 0))
@@ -85,7 +90,8 @@ class IdLookup:
                 out = np.where(hit, self._order[slots], -1).astype(np.int32)
             else:
                 out = np.full(len(query), -1, dtype=np.int32)
-        return pa.array(out, mask=out < 0)
+        missing = out < 0
+        return pa.array(out, mask=missing) if missing.any() else pa.array(out)
 
 
 @dataclass
@@ -106,6 +112,54 @@ class DanglingCount:
                 self.examples.extend(pc.filter(ids, missing).slice(0, 5 - len(self.examples)).to_pylist())
 
 
+def compact_dictionary(values) -> pa.DictionaryArray:
+    """One dictionary array with the narrowest index type: E-MM1's folder/source/licence columns have a
+    handful of values, so int8 codes take a quarter of the CSV reader's int32 (3 MB per million rows)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.unify_dictionaries().combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    for index_type in (pa.int8(), pa.int16()):
+        if len(values.dictionary) <= np.iinfo(index_type.to_pandas_dtype()).max:
+            return pa.DictionaryArray.from_arrays(values.indices.cast(index_type), values.dictionary)
+    return values
+
+
+def take_chunked(values: pa.ChunkedArray, positions: pa.Array, bounds: Optional[np.ndarray] = None) -> pa.Array:
+    """`values.take(positions)` as one array, without concatenating the chunks first.
+
+    The captions are ~700 MB at full scale: a contiguous copy would double that for a moment. Each
+    chunk is gathered from separately (grouping files list captions in order, so a batch of positions
+    usually falls in one or two chunks), then the pieces are put back in row order.
+    """
+    if values.num_chunks == 1:
+        return values.chunk(0).take(positions)
+    if bounds is None:
+        bounds = chunk_bounds(values)
+    wanted = pc.fill_null(positions, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if len(wanted) == 0:
+        return pa.array([], values.type)
+    chunk_of = np.searchsorted(bounds, wanted, side="right") - 1  # -1 for null positions
+    first, last = int(chunk_of.min()), int(chunk_of.max())
+    if first == last and first >= 0:  # the common case: one chunk holds the whole batch
+        return values.chunk(first).take(pa.array(wanted - bounds[first], mask=wanted < 0))
+    order = np.argsort(chunk_of, kind="stable")
+    sorted_chunks = chunk_of[order]
+    pieces = []
+    for c in np.unique(sorted_chunks):
+        rows = order[np.searchsorted(sorted_chunks, c, "left"):np.searchsorted(sorted_chunks, c, "right")]
+        if c < 0:
+            pieces.append(pa.nulls(len(rows), values.type))
+        else:
+            pieces.append(values.chunk(int(c)).take(pa.array(wanted[rows] - bounds[c])))
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return pa.concat_arrays(pieces).take(pa.array(inverse))
+
+
+def chunk_bounds(values: pa.ChunkedArray) -> np.ndarray:
+    """Start row of each chunk, then the total length (for `take_chunked`)."""
+    return np.cumsum([0] + [len(chunk) for chunk in values.chunks], dtype=np.int64)
+
+
 @dataclass
 class MediaInfo:
     """The infos table of one modality: id lookup, path parts and per-item provenance columns."""
@@ -116,6 +170,7 @@ class MediaInfo:
     save_folder: pa.Array
     file_name: pa.Array
     extras: Dict[str, pa.Array]
+    _prefixes: Dict[Tuple[str, str], pa.Array] = field(default_factory=dict, repr=False)
 
     @property
     def id_column(self) -> str:
@@ -134,18 +189,34 @@ class MediaInfo:
             modality=modality,
             source=path,
             lookup=IdLookup(table[id_column], path, id_column),
-            save_folder=table["save_folder"].combine_chunks(),
+            save_folder=compact_dictionary(table["save_folder"]),
             file_name=table["file_name"].combine_chunks(),
-            extras={name: table[name].combine_chunks() for name in extra_columns if name in table.column_names},
+            extras={name: compact_dictionary(table[name]) for name in extra_columns if name in table.column_names},
         )
 
     def file_paths(self, positions: pa.Array, root: str, folder: str) -> pa.Array:
         """`root/save_folder/folder/file_name` of the rows at `positions` (null positions give null)."""
-        return join_media_paths(root, self.save_folder.take(positions), folder, self.file_name.take(positions))
+        key = (root, folder)
+        if key not in self._prefixes:  # `root/save_folder/folder/` once per distinct save_folder
+            self._prefixes[key] = join_media_paths(root, self.save_folder.dictionary, folder, pa.scalar("", pa.string()))
+        codes = self.save_folder.indices.take(positions)
+        return join_prefixed_paths(self._prefixes[key], codes, self.file_name.take(positions))
 
     def extra(self, name: str, positions: pa.Array) -> pa.Array:
         """Values of a provenance column (e.g. `dataset_license`) at `positions`, as plain strings."""
-        return self.extras[name].take(positions).cast(pa.string())
+        values = self.extras[name]
+        return values.dictionary.take(values.indices.take(positions))
+
+    def extra_names(self, name: str) -> List[str]:
+        """The distinct values of a provenance column, sorted (ClassLabel names)."""
+        return sorted(set(self.extras[name].dictionary.to_pylist()) - {None})
+
+    def extra_codes(self, name: str, positions: pa.Array, names: Sequence[str]) -> pa.Array:
+        """A provenance column at `positions` as int64 indices into `names` (null where a row has none)."""
+        values = self.extras[name]
+        index = {value: i for i, value in enumerate(names)}
+        mapping = pa.array([index.get(v, None) for v in values.dictionary.to_pylist()], pa.int64())
+        return mapping.take(values.indices.take(positions))
 
 
 @dataclass
@@ -154,11 +225,19 @@ class TextInfo:
 
     source: str
     lookup: IdLookup
-    captions: pa.Array
+    captions: pa.ChunkedArray  # kept in the CSV reader's chunks: no second copy of ~700 MB
+    _bounds: Optional[np.ndarray] = field(default=None, repr=False)
 
     @classmethod
     def read(cls, path: str) -> "TextInfo":
         table = read_csv_table(
             path, {"encord_text_id": pa.int64(), "caption": pa.string()}, required=["encord_text_id", "caption"]
         )
-        return cls(path, IdLookup(table["encord_text_id"], path, "encord_text_id"), table["caption"].combine_chunks())
+        lookup = IdLookup(table["encord_text_id"], path, "encord_text_id")
+        captions = table["caption"]
+        del table  # the id column is no longer needed once the lookup is built
+        return cls(path, lookup, captions, chunk_bounds(captions))
+
+    def caption_at(self, positions: pa.Array) -> pa.Array:
+        """The captions of the rows at `positions` (null positions give null)."""
+        return take_chunked(self.captions, positions, self._bounds)
