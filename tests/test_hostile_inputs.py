@@ -611,9 +611,9 @@ def _npy_holding_pickle(payload: bytes) -> bytes:
 
 # Allowed globals called with a size: tiny files that ask for 64 MiB (512 MiB for float64 ndarray).
 PICKLE_BOMBS = {
-    "bytearray": b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x10\x85R.",
-    "reconstruct": b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x00\x00\x10\x85C\x01b\x87R.",
-    "ndarray": b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x00\x10\x85\x85R.",
+    "bytearray": b"\x80\x02cbuiltins\nbytearray\nJ\x00\x00\x00\x04\x85R.",
+    "reconstruct": b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x00\x00\x04\x85C\x01b\x87R.",
+    "ndarray": b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x00\x04\x85\x85R.",
 }
 
 

@@ -18,7 +18,7 @@ from emm1_lib.validate import validate_tree
 
 MODALITIES = ("image", "audio", "video", "points")
 PAIRS = [(a, b) for a in MODALITIES for b in MODALITIES if a != b]
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 
@@ -108,7 +108,8 @@ def trees(draw):
 def _write(path, header, rows):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
+        # csv's QUOTE_MINIMAL leaves a lone "\r" unquoted when the line ends in "\n" (a broken file): quote text
+        writer = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writerow(header)
         writer.writerows(rows)
 
@@ -171,7 +172,7 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@settings(max_examples=20, deadline=None, derandomize=True,
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 @given(trees())
 def test_joins_equal_the_reference_join(workdir, tree):
