@@ -5,7 +5,6 @@ read by byte range, so one file becomes many independent shards (parallel prepar
 multi-node) and memory stays bounded by the shard size.
 """
 import csv
-import io
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -87,13 +86,14 @@ def read_csv_table(
     """Read the columns of `column_types` present in the CSV at `path` (those in `required` must be)."""
     header = read_header(path)
     check_columns(path, header, required)
+    read_options = pacsv.ReadOptions(block_size=_READ_BLOCK_BYTES)
+    convert_options = _convert_options(header, column_types)
     try:
+        if not is_remote(path):
+            # A local path is read by Arrow's own file reader: no GIL, no Python bytes per block.
+            return pacsv.read_csv(path, read_options=read_options, convert_options=convert_options)
         with open_binary(path) as f:
-            return pacsv.read_csv(
-                f,
-                read_options=pacsv.ReadOptions(block_size=_READ_BLOCK_BYTES),
-                convert_options=_convert_options(header, column_types),
-            )
+            return pacsv.read_csv(f, read_options=read_options, convert_options=convert_options)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise _wrap_arrow_error(path, err) from err
 
@@ -137,13 +137,14 @@ def read_csv_range(
     """
     with open_binary(path) as f:
         chunk = _read_line_aligned(f, start, end)
-    if start == 0:
-        chunk = chunk.split(b"\n", 1)[1] if b"\n" in chunk else b""
-    if not chunk.strip():
+    first = 0
+    if start == 0:  # skip the header line (a view, not a copy of the range)
+        first = chunk.find(b"\n") + 1 if b"\n" in chunk else len(chunk)
+    if not chunk[first:first + 4096].strip() and not chunk[first:].strip():
         return None
     try:
         return pacsv.read_csv(
-            io.BytesIO(chunk),
+            pa.BufferReader(pa.py_buffer(chunk)[first:]),
             read_options=pacsv.ReadOptions(column_names=list(header), block_size=_READ_BLOCK_BYTES),
             convert_options=_convert_options(header, column_types),
         )
