@@ -38,7 +38,8 @@ NUM_NEIGHBOURS = 16
 MODALITIES = ("image", "audio", "video", "points")
 # A media root as users pass it; paths are not opened (nothing decodes), only their length matters.
 DEFAULT_ROOT = "/data/e-mm1"
-TREE_VERSION = 1  # bump when the generated tree changes, so cached trees are rebuilt
+TREE_VERSION = 1
+TIMED_DONE = ".timed-done"  # a child creates this file in its output folder when its timed work ends  # bump when the generated tree changes, so cached trees are rebuilt
 
 
 # -- the full-size tree ---------------------------------------------------------------------------
@@ -114,8 +115,14 @@ def tree_facts(tree_dir: str) -> dict:
 
 # -- child processes: one measurement each ---------------------------------------------------------
 
-def _memory_status() -> dict:
-    """VmHWM (peak RSS), VmRSS and its anonymous / file-backed parts of this process, in bytes."""
+def _memory_status(out_dir: str = None) -> dict:
+    """VmHWM (peak RSS), VmRSS and its anonymous / file-backed parts of this process, in bytes.
+
+    Called when the timed work ends; with `out_dir` it also tells the parent's memory sampler to
+    stop, so checks run afterwards (digests) do not count.
+    """
+    if out_dir:
+        open(os.path.join(out_dir, TIMED_DONE), "w").close()
     out = {}
     with open("/proc/self/status") as f:
         for line in f:
@@ -161,7 +168,7 @@ def child_polars(args) -> dict:
     nn1_groups = nn1_groups.join(text_info.select(["encord_text_id", "caption"]), on="encord_text_id", how="left")
     out_file = os.path.join(args.out, "nn_1.parquet")
     nn1_groups.write_parquet(out_file)
-    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(), "out_bytes": os.path.getsize(out_file)}
+    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(args.out), "out_bytes": os.path.getsize(out_file)}
     result["digest"] = _digest_arrow(nn1_groups.to_arrow())
     return result
 
@@ -182,7 +189,7 @@ def child_builder(args) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         builder.download_and_prepare(num_proc=args.num_proc if args.num_proc > 1 else None)
-    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(),
+    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(args.out),
               "out_bytes": _dir_bytes(builder.cache_dir, "*.arrow")}
     if args.verify:
         result["digest"] = _digest_arrow(builder.as_dataset(split="train").data.table)
@@ -276,7 +283,7 @@ def child_csv_map(args) -> dict:
         return out
 
     joined = groups.map(join, batched=True)
-    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(), "capped_rows": args.rows if capped else None,
+    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(args.out), "capped_rows": args.rows if capped else None,
               "out_bytes": sum(os.path.getsize(f["filename"]) for f in joined.cache_files)}
     result["digest"] = _digest_arrow(joined.data.table)
     return result
@@ -325,7 +332,7 @@ def run_child(kind: str, args, out: str, timeout: float, sample_tree_rss: bool =
     done = threading.Event()
 
     def sample():
-        while not done.wait(0.1):
+        while not done.wait(0.1) and not os.path.exists(os.path.join(out, TIMED_DONE)):
             peak_tree[0] = max(peak_tree[0], _tree_rss(process.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -421,10 +428,11 @@ def print_report(report: dict) -> None:
     results, extras = report["results"], report["extras"]
     base = results.get("polars") or []
     base_wall, base_rss = _median(base, "wall_s"), _median(base, "peak_rss")
-    print(f"\nscale {report['scale']}, options {report['options'] or '{}'}; medians of "
+    print(f"\nscale {report['scale']}, options {report['options'] or '{}'}; medians (and minima) of "
           f"{max(len(r) for r in results.values())} interleaved repeats, each in a fresh process")
-    print(f"{'contender':28s} {'wall s':>8s} {'x (a)':>6s} {'peak RSS':>10s} {'x (a)':>6s} {'rows':>11s} "
-          f"{'out bytes':>10s} {'B/row':>6s}")
+    base_min = min((r["wall_s"] for r in base if "timeout" not in r), default=None)
+    print(f"{'contender':28s} {'wall s':>8s} {'x (a)':>6s} {'min s':>7s} {'x (a)':>6s} {'peak RSS':>10s} {'x (a)':>6s} "
+          f"{'rows':>11s} {'out bytes':>10s} {'B/row':>6s}")
     names = {"polars": "(a) polars recipe -> Parquet", "builder": "(b) builder, cold cache",
              "csv_map": "(c) load_dataset(csv)+map"}
     names.update({f"base{i}": f"(b{i}) builder of {repo}" for i, repo in enumerate(report.get("compare_repo") or [])})
@@ -437,7 +445,9 @@ def print_report(report: dict) -> None:
         rows = done[0]["digest"]["rows"]
         out_bytes = _median(done, "out_bytes")
         note = f"  (first {done[0]['capped_rows']} rows only)" if done[0].get("capped_rows") else ""
-        print(f"{names.get(kind, kind):28s} {wall:8.2f} {wall / base_wall if base_wall else 0:6.2f} {_gb(rss):>10s} "
+        fastest = min(r["wall_s"] for r in done)
+        print(f"{names.get(kind, kind):28s} {wall:8.2f} {wall / base_wall if base_wall else 0:6.2f} "
+              f"{fastest:7.2f} {fastest / base_min if base_min else 0:6.2f} {_gb(rss):>10s} "
               f"{rss / base_rss if base_rss else 0:6.2f} {rows:11,d} {_gb(out_bytes):>10s} "
               f"{(out_bytes or 0) / max(rows, 1):6.0f}{note}")
     print_agreement(results)
