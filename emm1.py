@@ -93,6 +93,13 @@ class EMM1Config(datasets.BuilderConfig):
         batch_size (`int`): rows per Arrow table built and written at a time (bounds memory).
         shard_bytes (`int`): phase 1 reads each grouping CSV as byte ranges of this size; each range
             is a shard for `num_proc` preparation, streaming workers and multi-node splitting.
+        file_path_columns (`bool`): phase 1: keep the `{m}_file_path` string columns (default). The media
+            column `{m}` holds the same path (`{"path": ...}`), so False stores each path once: about
+            200 of ~630 bytes per row at full scale (tens of GB for `phase1_all`).
+        provenance_labels (`bool`): phase 1: store `{m}_source_dataset` and `{m}_dataset_license` as
+            `ClassLabel`s (names: the distinct values of the infos tables, sorted; known once the infos
+            are read, so `builder.info.features` shows strings before preparation) instead of
+            repeating the strings on every row.
     """
 
     nn_index: Optional[int] = None
@@ -105,6 +112,8 @@ class EMM1Config(datasets.BuilderConfig):
     annotations: Optional[List] = None
     batch_size: int = 100_000
     shard_bytes: int = DEFAULT_SHARD_BYTES
+    file_path_columns: bool = True
+    provenance_labels: bool = False
 
     @property
     def is_phase1(self) -> bool:
@@ -179,9 +188,11 @@ class EMM1(datasets.ArrowBasedBuilder):
             features["nn_index"] = datasets.Value("int8")
             for m in modalities:
                 features[f"encord_{m}_id"] = datasets.Value("int64")
-                features[f"{m}_file_path"] = datasets.Value("string")
+                if self.config.file_path_columns:
+                    features[f"{m}_file_path"] = datasets.Value("string")
                 features[m] = self._media_feature(m)
                 for column in PROVENANCE_COLUMNS:
+                    # With provenance_labels, _split_generators swaps in ClassLabels once the names are known.
                     features[f"{m}_{column}"] = datasets.Value("string")
         else:
             features.update(
@@ -264,6 +275,13 @@ class EMM1(datasets.ArrowBasedBuilder):
             pa.default_memory_pool().release_unused()
         return cache[key]
 
+    def _prepare_split(self, split_generator, *args, **kwargs):
+        if (kwargs.get("num_proc") or 1) > 1:
+            # Each worker reads the infos itself (they are not pickled): the parent's copy, loaded for
+            # ClassLabel names, would only add a third copy to the machine's memory.
+            self.__dict__.pop("_infos_cache", None)
+        return super()._prepare_split(split_generator, *args, **kwargs)
+
     # -- splits -------------------------------------------------------------------------------
 
     def _split_generators(self, dl_manager):
@@ -288,6 +306,8 @@ class EMM1(datasets.ArrowBasedBuilder):
             headers[groups_file] = tuple(read_header(groups_file))
             check_columns(groups_file, headers[groups_file], required)
             shards += [(groups_file, start, end, k) for start, end in byte_ranges(groups_file, self.config.shard_bytes)]
+        if self.config.provenance_labels:
+            self._set_provenance_labels(self._infos(split_dir, modalities)[1])
         return [
             datasets.SplitGenerator(
                 name=datasets.Split.TRAIN,
@@ -295,6 +315,19 @@ class EMM1(datasets.ArrowBasedBuilder):
                 gen_kwargs={"split_dir": split_dir, "headers": headers, "shards": shards},
             )
         ]
+
+    def _set_provenance_labels(self, media: Dict[str, MediaInfo]) -> None:
+        """Make the provenance columns ClassLabels named by the infos tables' distinct values.
+
+        Set here, as the packaged Parquet builder sets its features: prepared data (and its cached
+        info), streaming and num_proc workers all see them, since this runs before any of them.
+        """
+        features = dict(self.info.features)
+        for m, info in media.items():
+            for column in PROVENANCE_COLUMNS:
+                names = info.extra_names(column) if column in info.extras else []
+                features[f"{m}_{column}"] = datasets.ClassLabel(names=names)
+        self.info.features = datasets.Features(features)
 
     def _generate_tables(self, split_dir: str, headers=None, shards=None):
         if self.config.is_phase1:
@@ -339,13 +372,20 @@ class EMM1(datasets.ArrowBasedBuilder):
             dangling[m].add(ids, positions)
             paths = info.file_paths(positions, root, self._folder(m))
             columns[f"encord_{m}_id"] = ids
-            columns[f"{m}_file_path"] = paths
+            if self.config.file_path_columns:
+                columns[f"{m}_file_path"] = paths
             columns[m] = paths
             for column in PROVENANCE_COLUMNS:
-                columns[f"{m}_{column}"] = (
-                    info.extra(column, positions) if column in info.extras else pa.nulls(len(groups), pa.string())
-                )
+                columns[f"{m}_{column}"] = self._provenance(info, column, positions, self.info.features[f"{m}_{column}"])
         return cast_table_to_features(pa.table(columns), self.info.features)
+
+    @staticmethod
+    def _provenance(info: MediaInfo, column: str, positions: pa.Array, feature) -> pa.Array:
+        """A provenance column at `positions`: strings, or ClassLabel indices; null when the infos lack it."""
+        label = isinstance(feature, datasets.ClassLabel)
+        if column not in info.extras:
+            return pa.nulls(len(positions), pa.int64() if label else pa.string())
+        return info.extra_codes(column, positions, feature.names) if label else info.extra(column, positions)
 
     # -- phase 2 ------------------------------------------------------------------------------
 
