@@ -236,10 +236,11 @@ def child_stream(args) -> dict:
             if rows >= args.rows:
                 break
         per_row = rows / (time.perf_counter() - started)
-        per_batch = _batched_rows_per_s(stream, args.rows)
-        per_arrow = _batched_rows_per_s(stream.with_format("arrow"), args.rows)
+        per_batch = _batched_rows_per_s(stream, args.rows, args.stream_batch)
+        per_arrow = _batched_rows_per_s(stream.with_format("arrow"), args.rows, args.stream_batch)
     return {"op_s": time.perf_counter() - _T0, "memory": _memory_status(), "rows_per_s": per_row,
             "batched_rows_per_s": per_batch, "arrow_rows_per_s": per_arrow, "first_row_s": first_row_s,
+            "stream_batch": args.stream_batch,
             "digest": {"rows": rows + 1}}
 
 
@@ -408,7 +409,7 @@ def main_benchmark(args) -> dict:
     if "stream" in args.extras:
         out = os.path.join(work, "stream")
         extras["stream"] = run_child("stream", args, out, args.timeout, config="phase1_nn1", options=options,
-                                     rows=args.stream_rows, num_proc=1)
+                                     rows=args.stream_rows, stream_batch=args.stream_batch, num_proc=1)
         shutil.rmtree(out, ignore_errors=True)
     if "all" in args.extras:
         out = os.path.join(work, "all")
@@ -458,7 +459,7 @@ def print_report(report: dict) -> None:
     if "stream" in extras:
         s = extras["stream"]
         print(f"streaming, no decoding: {s['rows_per_s']:,.0f} rows/s row by row, "
-              f"{s['batched_rows_per_s']:,.0f} rows/s with iter(batch_size=10000), "
+              f"{s['batched_rows_per_s']:,.0f} rows/s with iter(batch_size={s['stream_batch']}), "
               f"{s['arrow_rows_per_s']:,.0f} rows/s as Arrow tables (with_format('arrow')) "
               f"(after the first row, which took {s['first_row_s']:.1f} s: the infos tables are read first)")
     if "all" in extras:
@@ -500,7 +501,8 @@ def parse_args(argv=None):
     parser.add_argument("--all-options", default="", help="options for the phase1_all run (default: --options)")
     parser.add_argument("--num-proc", type=int, default=2, help="processes for phase1_all (children: for their config)")
     parser.add_argument("--csv-map-rows", type=int, default=0, help="cap (c) to this many grouping rows (0: all)")
-    parser.add_argument("--stream-rows", type=int, default=500_000)
+    parser.add_argument("--stream-rows", type=int, default=500_000, help="rows to time in each streaming mode")
+    parser.add_argument("--stream-batch", type=int, default=10_000, help="batch size of the batched streaming modes")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement before it is killed")
     parser.add_argument("--all-timeout", type=float, default=3600)
     parser.add_argument("--root", default=DEFAULT_ROOT, help="root_data_path given to every contender")

@@ -1,0 +1,50 @@
+"""Smoke run of benchmarks/phase1.py on a tiny tree: every contender runs and produces the same rows.
+
+No timing is asserted (timings belong to the benchmark's full-scale runs, see docs/performance.md).
+"""
+import json
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("polars")  # contender (a) is the seed's polars recipe
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+import phase1  # noqa: E402
+
+SCALE = 0.0005  # 3,353 captions, 1,500 infos rows per modality
+
+
+def _run(tmp_path, *extra):
+    argv = ["--scale", str(SCALE), "--tree-dir", str(tmp_path / "tree"), "--work-dir", str(tmp_path / "work"),
+            "--repeats", "1", "--verify", "--json", str(tmp_path / "report.json"), *extra]
+    report = phase1.main(argv)
+    with open(tmp_path / "report.json") as f:
+        assert json.load(f)["scale"] == SCALE
+    return report
+
+
+def test_contenders_agree_and_extras_run(tmp_path):
+    report = _run(tmp_path, "--contenders", "polars,builder,csv_map", "--extras", "warm,stream,all", "--stream-batch", "500")
+    digests = {kind: runs[0]["digest"] for kind, runs in report["results"].items()}
+    rows = int(phase1.FULL_CAPTIONS * SCALE)
+    assert digests["polars"]["rows"] == rows
+    # same row count, same ids (order-free sums), same null paths and captions, for every contender
+    assert digests["builder"] == digests["polars"] == digests["csv_map"]
+    extras = report["extras"]
+    assert extras["warm"]["digest"]["rows"] == rows and extras["warm"]["memory_mapped"]
+    assert extras["stream"]["rows_per_s"] > 0 and extras["stream"]["arrow_rows_per_s"] > 0
+    assert extras["all"]["digest"]["rows"] == 16 * rows
+    assert extras["all"]["num_proc"] == 2
+    for kind, runs in report["results"].items():
+        assert runs[0]["peak_rss"] > 0 and runs[0]["wall_s"] > 0, kind
+
+
+def test_compact_options_keep_the_rows(tmp_path):
+    options = json.dumps({"file_path_columns": False, "provenance_labels": True})
+    report = _run(tmp_path, "--contenders", "polars,builder", "--extras", "", "--options", options)
+    polars, builder = (report["results"][k][0] for k in ("polars", "builder"))
+    assert builder["digest"] == polars["digest"]  # media column nulls stand in for the dropped path columns
+    assert builder["out_bytes"] / builder["digest"]["rows"] < 500  # paths stored once
