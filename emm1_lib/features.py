@@ -34,6 +34,7 @@ from emm1_lib.audio import read_audio
 from emm1_lib.media_files import MediaDecodeError
 from emm1_lib.media_files import MediaError
 from emm1_lib.media_files import check_on_missing_media
+from emm1_lib.media_files import check_under_root
 from emm1_lib.media_files import is_remote
 from emm1_lib.media_files import missing_media_error
 from emm1_lib.media_files import resolve_media
@@ -87,11 +88,13 @@ def embed_bytes_path(
     token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None,
     local_files: bool = True,
     remote_files: bool = True,
+    media_root: Optional[str] = None,
 ) -> pa.StructArray:
     """Read the files `{bytes, path}` rows reference into `bytes` and keep only the basename as path.
 
     `local_files`/`remote_files` choose what to embed (datasets >= 4.8 passes them). A missing
     file raises `MissingMediaError`, or with `on_missing_media="null"` keeps its reference unembedded.
+    A local file outside `media_root` raises `MediaOutsideRootError`: it is never read, so never uploaded.
     """
     out_bytes, out_paths = [], []
     for row in storage.to_pylist():
@@ -102,7 +105,7 @@ def embed_bytes_path(
         data, path = row.get("bytes"), row.get("path")
         wanted = path is not None and ((remote_files and is_remote(path)) or (local_files and not is_remote(path)))
         if data is None and wanted:
-            source = resolve_media({"bytes": None, "path": path}, on_missing_media, token_per_repo_id)
+            source = resolve_media({"bytes": None, "path": path}, on_missing_media, token_per_repo_id, media_root)
             if source is None:  # missing and on_missing_media="null": keep the reference
                 out_bytes.append(None)
                 out_paths.append(path)
@@ -118,6 +121,15 @@ def embed_bytes_path(
         mask=storage.is_null(),
     )
     return array_cast(embedded, _STORAGE_TYPE)
+
+
+# Where local media must resolve (see check_under_root). It is saved in the features JSON, like
+# on_missing_media: `datasets` rebuilds the features of a cached builder or a `load_from_disk` from that
+# JSON, and a root left out would silently turn the check off there. It names no more of the machine than
+# the absolute paths under it stored in the same table. Not part of equality (the same data under another
+# root is the same feature) nor of the repr.
+def _media_root_field():
+    return field(default=None, compare=False, repr=False)
 
 
 class _BytesPathMedia:
@@ -163,7 +175,8 @@ class _BytesPathMedia:
 
         Missing files raise, or stay unembedded (bytes null) with `on_missing_media="null"`.
         """
-        return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files)
+        return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files,
+                                self.media_root)
 
     def flatten(self) -> Union["_BytesPathMedia", Dict[str, Any]]:
         """Undecoded features flatten to their `bytes`/`path` columns; decoded ones cannot."""
@@ -174,7 +187,7 @@ class _BytesPathMedia:
     def _source(self, value: Any, token_per_repo_id: Optional[Dict[str, Any]]):
         if not self.decode:
             raise RuntimeError(f"Decoding is disabled for this feature. Use {type(self).__name__}(decode=True).")
-        return resolve_media(value, self.on_missing_media, token_per_repo_id)
+        return resolve_media(value, self.on_missing_media, token_per_repo_id, self.media_root)
 
 
 @dataclass
@@ -196,6 +209,8 @@ class EMM1PointCloud(_BytesPathMedia):
         decode (`bool`, defaults to `True`): decode; if `False`, examples are `{"bytes", "path"}`.
         on_missing_media (`str`, defaults to `"error"`): `"error"` raises `MissingMediaError`
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
+        media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
+            raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
         id (`str`, *optional*): unused, for symmetry with `datasets` features.
     """
 
@@ -205,6 +220,7 @@ class EMM1PointCloud(_BytesPathMedia):
     mesh_points: int = DEFAULT_MESH_POINTS
     decode: bool = True
     on_missing_media: str = "error"
+    media_root: Optional[str] = _media_root_field()
     id: Optional[str] = field(default=None, repr=False)
     dtype: ClassVar[str] = "dict"
     _type: str = field(default="EMM1PointCloud", init=False, repr=False)
@@ -250,6 +266,8 @@ class EMM1Audio(_BytesPathMedia):
         decode (`bool`, defaults to `True`): decode; if `False`, examples are `{"bytes", "path"}`.
         on_missing_media (`str`, defaults to `"error"`): `"error"` raises `MissingMediaError`
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
+        media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
+            raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
         id (`str`, *optional*): unused, for symmetry with `datasets` features.
     """
 
@@ -257,6 +275,7 @@ class EMM1Audio(_BytesPathMedia):
     mono: bool = True
     decode: bool = True
     on_missing_media: str = "error"
+    media_root: Optional[str] = _media_root_field()
     id: Optional[str] = field(default=None, repr=False)
     dtype: ClassVar[str] = "dict"
     _type: str = field(default="EMM1Audio", init=False, repr=False)
@@ -300,12 +319,15 @@ class EMM1Video(_BytesPathMedia):
         decode (`bool`, defaults to `True`): decode; if `False`, examples are `{"bytes", "path"}`.
         on_missing_media (`str`, defaults to `"error"`): `"error"` raises `MissingMediaError`
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
+        media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
+            raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
         id (`str`, *optional*): unused, for symmetry with `datasets` features.
     """
 
     stream_index: int = 0
     decode: bool = True
     on_missing_media: str = "error"
+    media_root: Optional[str] = _media_root_field()
     id: Optional[str] = field(default=None, repr=False)
     dtype: ClassVar[str] = "emm1_lib.video.VideoReader"
     _type: str = field(default="EMM1Video", init=False, repr=False)
@@ -342,9 +364,12 @@ class EMM1Image(datasets.Image):
         id (`str`, *optional*): unused, as in `datasets.Image`.
         on_missing_media (`str`, defaults to `"error"`): `"error"` raises `MissingMediaError`
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
+        media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
+            raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
     """
 
     on_missing_media: str = "error"
+    media_root: Optional[str] = _media_root_field()
     _type: str = field(default="EMM1Image", init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -358,7 +383,8 @@ class EMM1Image(datasets.Image):
         remote_files: bool = True,
     ) -> pa.StructArray:
         """Embed file bytes as `datasets.Image` does, honouring `on_missing_media` for missing files."""
-        return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files)
+        return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files,
+                                self.media_root)
 
     def decode_example(self, value: Any, token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None):
         """Decode like `datasets.Image`; missing files follow `on_missing_media`; errors name the file."""
@@ -372,6 +398,8 @@ class EMM1Image(datasets.Image):
                 return None
             raise missing_media_error(path)
         try:
+            if value.get("bytes") is None and path is not None:
+                check_under_root(path, self.media_root)
             return super().decode_example(value, token_per_repo_id=token_per_repo_id)
         except FileNotFoundError:
             if self.on_missing_media == "null":
@@ -394,13 +422,17 @@ with warnings.catch_warnings():  # register_feature is marked experimental; the 
 _FEATURE_CLASSES = {"image": EMM1Image, "audio": EMM1Audio, "video": EMM1Video, "points": EMM1PointCloud}
 
 
-def media_feature(modality: str, decode: bool = True, on_missing_media: str = "error", **options: Any):
+def media_feature(
+    modality: str, decode: bool = True, on_missing_media: str = "error", media_root: Optional[str] = None, **options: Any
+):
     """The `datasets` feature of a media column of `modality`.
 
     Args:
         modality: "image", "audio", "video" or "points".
         decode: decode on access; `False` gives `{"bytes", "path"}` dicts.
         on_missing_media: "error" (a missing file raises, naming it) or "null" (decodes to None).
+        media_root: local files resolving (symlinks followed) outside this folder raise
+            `MediaOutsideRootError`; None (the default) checks nothing.
         **options: feature options: image `mode`; audio `sampling_rate`, `mono`; video
             `stream_index`; points `num_points`, `normalize`, `seed`, `mesh_points`.
 
@@ -411,8 +443,8 @@ def media_feature(modality: str, decode: bool = True, on_missing_media: str = "e
     if modality not in _FEATURE_CLASSES:
         raise ValueError(f"Unknown media modality {modality!r}; expected one of {MODALITIES}")
     cls = _FEATURE_CLASSES[modality]
-    allowed = {f.name for f in fields(cls) if f.init} - {"decode", "on_missing_media", "id"}
+    allowed = {f.name for f in fields(cls) if f.init} - {"decode", "on_missing_media", "media_root", "id"}
     unknown = set(options) - allowed
     if unknown:
         raise TypeError(f"Unknown {modality} option(s) {sorted(unknown)}; {cls.__name__} accepts {sorted(allowed)}")
-    return cls(decode=decode, on_missing_media=check_on_missing_media(on_missing_media), **options)
+    return cls(decode=decode, on_missing_media=check_on_missing_media(on_missing_media), media_root=media_root, **options)

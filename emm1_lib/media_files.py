@@ -4,8 +4,10 @@ Decoders take a `MediaSource`: the stored `{"bytes", "path"}` value resolved to 
 a reader accepts (a local path string, or a seekable binary file for bytes and remote files),
 plus a display name used in every error message.
 """
+import functools
 import io
 import os
+import stat
 from dataclasses import dataclass
 from typing import BinaryIO
 from typing import Dict
@@ -27,6 +29,10 @@ class MediaDecodeError(MediaError, ValueError):
     """A media file exists but cannot be decoded (truncated, corrupt, unsupported or oversize)."""
 
 
+class MediaOutsideRootError(MediaError, PermissionError):
+    """A local media file resolves (through a symlink) outside the dataset's media root; it was not opened."""
+
+
 class UnsafePickleError(MediaDecodeError):
     """A pickled point-cloud file references code outside the allow-list; nothing was run."""
 
@@ -44,6 +50,32 @@ def missing_media_error(path: str) -> MissingMediaError:
         f"Media file not found: {path}. Download the media into the folder the dataset points to "
         "(check data_dir / the media root), or pass on_missing_media='null' to get None for missing files."
     )
+
+
+# realpath walks every component with lstat (~15 us); media sit in few folders, so resolve each folder
+# once. A folder swapped for a symlink later in the same process is not seen, but whoever can change the
+# tree while it is read can also swap a file between any check and the open.
+_real_folder = functools.lru_cache(maxsize=4096)(os.path.realpath)
+
+
+def check_under_root(path: str, media_root: Optional[str]) -> None:
+    """Raise `MediaOutsideRootError` when local `path` resolves (symlinks followed) outside `media_root`.
+
+    No check when `media_root` is None or either is remote (a URL cannot hold a symlink of ours).
+    """
+    if not media_root or is_remote(path) or is_remote(media_root):
+        return
+    local = path[len("file://"):] if path.startswith("file://") else path
+    if stat.S_ISLNK(os.lstat(local).st_mode):
+        real = os.path.realpath(local)
+    else:
+        real = os.path.join(_real_folder(os.path.dirname(os.path.abspath(local))), os.path.basename(local))
+    real_root = _real_folder(os.path.abspath(media_root))
+    if not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise MediaOutsideRootError(
+            f"Refusing to read {path}: it resolves to {real}, outside the media root {real_root} (a symlink "
+            "points out of it). If the link is yours, pass allow_outside_root=True to the builder."
+        )
 
 
 def is_remote(path: str) -> bool:
@@ -91,11 +123,13 @@ def resolve_media(
     value: Union[str, bytes, dict],
     on_missing_media: str = "error",
     token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None,
+    media_root: Optional[str] = None,
 ) -> Optional[MediaSource]:
     """Resolve a stored media value (`{"bytes", "path"}`, a path or bytes) to a `MediaSource`.
 
     Returns None for a missing file when `on_missing_media == "null"`; raises
-    `MissingMediaError` naming the file otherwise. Embedded bytes win over the path.
+    `MissingMediaError` naming the file otherwise. Embedded bytes win over the path. With
+    `media_root`, a local file that resolves outside it raises `MediaOutsideRootError`.
     """
     if isinstance(value, (bytes, bytearray)):
         value = {"bytes": value, "path": None}
@@ -112,6 +146,7 @@ def resolve_media(
             if on_missing_media == "null":
                 return None
             raise missing_media_error(path)
+        check_under_root(path, media_root)
         return MediaSource(local, path, path)
     from datasets import DownloadConfig
     from datasets.utils.file_utils import xopen

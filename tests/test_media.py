@@ -166,6 +166,30 @@ def test_features_json_and_save_load_roundtrip(media, tmp_path):
         np.testing.assert_array_equal(original["video"][7], restored["video"][7])
 
 
+def test_media_root_is_kept_by_json_save_load_and_pickle(media, tmp_path):
+    """media_root is saved like on_missing_media: `datasets` rebuilds the features of a cached builder and of
+    load_from_disk from the JSON, where a dropped root would turn the check off. It is not part of equality
+    or the repr, and an unset root writes nothing."""
+    root = str(tmp_path)
+    feats = datasets.Features({m: media_feature(m, media_root=root) for m in NAMES})
+
+    def roots(f: datasets.Features) -> dict:
+        return {m: f[m].media_root for m in NAMES}
+
+    assert roots(datasets.Features.from_dict(feats.to_dict())) == {m: root for m in NAMES}
+    (tmp_path / "info").mkdir()
+    datasets.DatasetInfo(features=feats).write_to_directory(str(tmp_path / "info"))
+    assert roots(datasets.DatasetInfo.from_directory(str(tmp_path / "info")).features) == roots(feats)
+    ds = builder_style_dataset(media, feats)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    loaded = datasets.load_from_disk(str(tmp_path / "saved"))
+    assert roots(loaded.features) == roots(feats)
+    check_decoded(loaded[0], media)
+    assert roots(pickle.loads(pickle.dumps(ds)).features) == roots(feats)
+    assert feats == features() and root not in repr(feats)
+    assert all("media_root" not in value for value in features().to_dict().values())
+
+
 def test_embed_storage_bytes_decode_like_paths(media, tmp_path):
     ds = builder_style_dataset(media, features(on_missing_media="null"), extra_missing=tmp_path / "gone")
     embedded = embed_table_storage(ds.data.table)
