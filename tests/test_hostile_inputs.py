@@ -619,8 +619,6 @@ PICKLE_BOMBS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="the restricted unpickler lets bytearray(n) / ndarray(shape) allocate far more "
-                   "than the file holds (docs/safety.md, open issue 7)")
 @pytest.mark.parametrize("kind", sorted(PICKLE_BOMBS))
 def test_pickle_cannot_allocate_far_more_than_the_file_holds(tmp_path, kind):
     import tracemalloc
@@ -636,6 +634,36 @@ def test_pickle_cannot_allocate_far_more_than_the_file_holds(tmp_path, kind):
         tracemalloc.stop()
     assert str(path) in str(raised.value)
     assert peak < 32 << 20, f"decoding a {path.stat().st_size}-byte file allocated {peak >> 20} MiB"
+
+
+class _ObjectArrayWithShortList:
+    """Pickles as numpy does an object array, _reconstruct(ndarray, (0,), b"b") then BUILD, with a state whose
+    list holds 1 item for a shape of 10**6."""
+
+    def __reduce__(self):
+        return (np.ndarray.__reduce__(np.empty(0, object))[0], (np.ndarray, (0,), b"b"),
+                (1, (10**6,), np.dtype(object), False, [1]))
+
+
+def test_object_array_pickled_with_too_few_items_is_refused(tmp_path):
+    """numpy's ndarray.__setstate__ allocates the shape, then reads past the end of a short list: a crash.
+
+    The decode runs in a child process, so that a regression fails this test instead of killing the run.
+    """
+    import pickle
+    import subprocess
+    import sys
+
+    path = tmp_path / "short.npy"
+    path.write_bytes(_npy_holding_pickle(pickle.dumps(_ObjectArrayWithShortList(), protocol=2)))
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom emm1_lib.media_files import MediaDecodeError\n"
+         "from emm1_lib.pointcloud import read_point_cloud\ntry:\n    read_point_cloud(sys.argv[1])\n"
+         "except MediaDecodeError as err:\n    print(err)\n", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert child.returncode == 0, f"the decoder crashed (exit {child.returncode}): {child.stderr[-2000:]}"
+    assert str(path) in child.stdout and "1 items" in child.stdout
 
 
 def test_missing_media_file_is_named(media_tree):

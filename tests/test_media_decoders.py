@@ -300,6 +300,29 @@ def test_restricted_unpickler_refuses_os_system():
     assert restricted_loads(pickle.dumps({"a": np.arange(3), "b": [1, (2, 3)], "c": np.float32(2)})) is not None
 
 
+def test_restricted_loads_gives_plain_arrays_everywhere():
+    """The unpickler builds a checking ndarray subclass; what it returns holds plain ndarrays, sharing kept."""
+    holder = np.empty(3, object)
+    shared = np.arange(4, dtype=np.float32)
+    holder[:] = [holder, {"k": (shared,)}, [shared, np.asfortranarray(np.ones((2, 2)))]]
+    loaded = restricted_loads(pickle.dumps({"holder": holder, "shared": shared}, protocol=3))
+    out = loaded["holder"]
+    arrays = [out, out[1]["k"][0], out[2][0], out[2][1], loaded["shared"]]
+    assert all(type(a) is np.ndarray for a in arrays)
+    assert out[0] is out and out[2][0] is loaded["shared"] is out[1]["k"][0]
+    np.testing.assert_array_equal(out[2][1], np.ones((2, 2)))
+
+
+class _BytearrayOfNumpyInt:
+    def __reduce__(self):
+        return bytearray, (np.int64(1 << 30),)
+
+
+def test_bytearray_sizes_are_charged_whatever_their_integer_type():
+    with pytest.raises(MediaDecodeError, match="far more than the file holds"):
+        restricted_loads(pickle.dumps(_BytearrayOfNumpyInt(), protocol=3), "x.npy")
+
+
 def test_oversize_header_is_refused_before_allocating(tmp_path):
     path = tmp_path / "huge.npy"
     header = io.BytesIO()
