@@ -334,9 +334,21 @@ def _as_points(obj: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         raise MediaDecodeError(
             f"{name}: expected a dict with 'xyz' or an (N, 3) / (N, 6) array, got {type(obj).__name__} {shape or ''}"
         )
+    return xyz, rgb
+
+
+def _checked_points(xyz: Any, rgb: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """xyz as a numeric (N > 0, 3) array and rgb, if any, numeric with the same shape, or `MediaDecodeError`.
+
+    Checked on what every format gives: a truncated mesh can parse to vertices of shape (1, 1).
+    """
     xyz = np.asarray(xyz)
     if xyz.ndim != 2 or xyz.shape[1] != 3 or xyz.dtype.kind not in "fiu":
-        raise MediaDecodeError(f"{name}: xyz must be a numeric (N, 3) array, got {xyz.dtype} {xyz.shape}")
+        raise MediaDecodeError(
+            f"{name}: xyz must be a numeric (N, 3) array, got {xyz.dtype} {xyz.shape}; the file may be truncated or corrupt."
+        )
+    if len(xyz) == 0:
+        raise MediaDecodeError(f"{name}: the point cloud is empty")
     if rgb is not None:
         rgb = np.asarray(rgb)
         if rgb.shape != xyz.shape or rgb.dtype.kind not in "fiu":
@@ -344,11 +356,17 @@ def _as_points(obj: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     return xyz, rgb
 
 
-def rgb_to_unit(rgb: np.ndarray) -> np.ndarray:
-    """Colours as float32 in [0, 1]: integers and floats above 1 are taken as 0-255 and divided."""
+def rgb_to_unit(rgb: np.ndarray, name: str = "<colours>") -> np.ndarray:
+    """Colours as float32 in [0, 1]: integers and floats above 1 are taken as 0-255 and divided.
+
+    Raises `MediaDecodeError` naming `name` for NaN or infinite colours, which no scaling or clipping
+    could place in [0, 1].
+    """
     if rgb.size == 0:
         return rgb.astype(np.float32)
-    low, high = float(rgb.min()), float(rgb.max())
+    low, high = float(rgb.min()), float(rgb.max())  # NaN propagates through both
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise MediaDecodeError(f"{name}: its colours hold NaN or infinite values; the file is corrupt.")
     if rgb.dtype.kind in "iu" or high > 1.0 + 1e-6:
         out, low, high = rgb.astype(np.float32) / np.float32(255.0), low / 255.0, high / 255.0
     else:
@@ -495,10 +513,9 @@ def read_point_cloud(
             f"Cannot decode {name} as a point cloud: {type(err).__name__}: {err}. "
             "The file may be truncated or corrupt (re-download it) or in an unsupported format."
         ) from err
-    if len(xyz) == 0:
-        raise MediaDecodeError(f"{name}: the point cloud is empty")
-    xyz = np.asarray(xyz, dtype=np.float32)
-    rgb = rgb_to_unit(np.asarray(rgb)) if rgb is not None else None
+    xyz, rgb = _checked_points(xyz, rgb, name)
+    xyz = xyz.astype(np.float32, copy=False)
+    rgb = rgb_to_unit(rgb, name) if rgb is not None else None
     if num_points is not None:
         xyz, rgb = resample_points(xyz, rgb, num_points, seed)
     if normalize:

@@ -84,7 +84,7 @@ def _check_points(value):
     assert len(xyz) > 0
     if rgb is not None:
         assert rgb.dtype == np.float32 and rgb.shape == xyz.shape
-        assert np.all((rgb >= 0) & (rgb <= 1) | np.isnan(rgb))
+        assert np.all((rgb >= 0) & (rgb <= 1))
 
 
 @FUZZ
@@ -131,19 +131,15 @@ def test_unmutated_point_seeds_decode(suffix):
 
 
 # ---------------------------------------------------------------------------------------------- fuzz findings
-# Inputs the fuzzer found that break the documented output contract; fixes proposed in docs/safety.md.
+# Inputs the fuzzer found that broke the documented output contract (docs/safety.md, fixed issues 9 and 10).
 
 
-@pytest.mark.xfail(strict=True, reason="a truncated .obj vertex line decodes to xyz of shape (1, 1), not an error "
-                   "(docs/safety.md, open issue 9)")
 def test_truncated_obj_vertex_is_an_error_not_a_bad_shape():
     data = b"# https://github.com/mikedh/trimesh\nv -0"
     with pytest.raises(MediaDecodeError):
         _check_points(read_point_cloud({"bytes": data, "path": "fuzz.obj"}))
 
 
-@pytest.mark.xfail(strict=True, reason="rgb_to_unit takes min/max with NaN present: out-of-range colours are "
-                   "returned unscaled (docs/safety.md, open issue 10)")
 def test_colours_with_nan_stay_in_range_or_are_refused():
     import io
 
