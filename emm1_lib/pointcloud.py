@@ -501,7 +501,8 @@ def read_point_cloud(
                         f"supported: {', '.join(POINT_CLOUD_EXTENSIONS)}"
                     )
             if suffix in NPY_EXTENSIONS:
-                xyz, rgb = _as_points(load_npy(f, name), name)
+                # _checked_points makes plain arrays of the two it keeps
+                xyz, rgb = _as_points(load_npy(f, name, plain_arrays=False), name)
             elif suffix in NPZ_EXTENSIONS:
                 xyz, rgb = _as_points(load_npz(f, name), name)
             else:
