@@ -3,6 +3,8 @@
 libsndfile reads WAV/FLAC/OGG/MP3 but not MP4/M4A/AAC, and the released E-MM1 audio is AAC in
 MP4; PyAV's wheels carry FFmpeg, so both work from `pip install` alone. Resampling uses soxr.
 """
+import os
+from typing import BinaryIO
 from typing import Optional
 from typing import Tuple
 from typing import Union
@@ -52,6 +54,42 @@ def _read_pyav(file, stream_index: int = 0) -> Tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False), int(sampling_rate)
 
 
+def _wav_data_sizes(f: BinaryIO) -> Tuple[int, int]:
+    """(bytes the data chunk declares, bytes that follow it) of a RIFF/WAVE file; (0, 0) for anything else.
+
+    libsndfile and FFmpeg both decode a WAV cut short as a shorter clip, without a word.
+    """
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0, 0
+    while True:  # chunks: 4-byte id, 4-byte little-endian size, data padded to an even size
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return 0, 0
+        size = int.from_bytes(chunk[4:], "little")
+        if chunk[:4] == b"data":
+            start = f.tell()
+            present = f.seek(0, os.SEEK_END) - start
+            # 0 and 0xFFFFFFFF: a streaming writer that never went back to fill in the size
+            return (0, 0) if size in (0, 0xFFFFFFFF) else (size, present)
+        f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _check_not_truncated_wav(source: MediaSource) -> None:
+    f = open(source.file, "rb") if isinstance(source.file, str) else source.open()
+    try:
+        declared, present = _wav_data_sizes(f)
+    finally:
+        if isinstance(source.file, str):
+            f.close()
+    if present < declared:
+        raise MediaDecodeError(
+            f"Cannot decode {source.name} as audio: its WAV header declares {declared} bytes of samples but only "
+            f"{present} follow. The file is truncated (re-download it)."
+        )
+
+
 def resample(array: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample (samples, channels) or (samples,) float32 with soxr (high quality)."""
     import soxr
@@ -84,6 +122,7 @@ def read_audio(
     """
     if not isinstance(source, MediaSource):
         source = resolve_media(source)
+    _check_not_truncated_wav(source)
     errors = []
     readers = (_read_pyav,) if source.suffix in PYAV_AUDIO_EXTENSIONS else (_read_soundfile, _read_pyav)
     for reader in readers:

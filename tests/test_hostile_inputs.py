@@ -572,13 +572,8 @@ def test_pickled_npy_that_runs_code_is_refused_through_the_dataset(media_tree, t
     assert not marker.exists()
 
 
-TRUNCATED_WAV = pytest.mark.xfail(strict=True, reason="libsndfile reads a truncated WAV as a shorter clip, silently "
-                                  "(docs/safety.md, open issue 8)")
-
-
-@pytest.mark.parametrize("modality, suffix", [("image", ".jpg"), ("image", ".png"),
-                                              pytest.param("audio", ".wav", marks=TRUNCATED_WAV), ("audio", ".flac"), ("audio", ".mp4"), ("video", ".mp4"),
-                                              ("points", ".npy"), ("points", ".ply")])
+@pytest.mark.parametrize("modality, suffix", [("image", ".jpg"), ("image", ".png"), ("audio", ".wav"), ("audio", ".flac"),
+                                              ("audio", ".mp4"), ("video", ".mp4"), ("points", ".npy"), ("points", ".ply")])
 def test_truncated_media_give_a_clear_error_naming_the_file(media_tree, modality, suffix):
     ds, _ = prepare(media_tree, decode=True, modalities=[modality])
     plain = ds.cast_column(modality, ds.features[modality].__class__(decode=False))

@@ -115,6 +115,17 @@ def test_corrupt_audio_names_file(tmp_path):
         read_audio(str(truncated))
 
 
+def test_truncated_wav_is_refused_and_an_unknown_length_is_not(tmp_path):
+    path = tmp_path / "a.wav"
+    sample_media.write_media(path, seed=2)
+    data = path.read_bytes()
+    with pytest.raises(MediaDecodeError, match=r"cut\.wav.*declares \d+ bytes of samples but only \d+ follow"):
+        read_audio({"bytes": data[: len(data) - 10], "path": "cut.wav"})
+    data_size = data.index(b"data") + 4
+    streamed = data[:data_size] + b"\xff\xff\xff\xff" + data[data_size + 4:]  # a streaming writer's placeholder
+    np.testing.assert_array_equal(read_audio({"bytes": streamed, "path": "s.wav"})[0], read_audio(str(path))[0])
+
+
 def test_missing_audio_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.wav"):
         read_audio(str(tmp_path / "nope.wav"))
