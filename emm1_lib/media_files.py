@@ -66,11 +66,14 @@ def check_under_root(path: str, media_root: Optional[str]) -> None:
     if not media_root or is_remote(path) or is_remote(media_root):
         return
     local = path[len("file://"):] if path.startswith("file://") else path
+    if not os.path.isabs(local):
+        local = os.path.abspath(local)
     if stat.S_ISLNK(os.lstat(local).st_mode):
         real = os.path.realpath(local)
     else:
-        real = os.path.join(_real_folder(os.path.dirname(os.path.abspath(local))), os.path.basename(local))
-    real_root = _real_folder(os.path.abspath(media_root))
+        folder, name = os.path.split(local)
+        real = os.path.join(_real_folder(folder), name)
+    real_root = _real_folder(media_root if os.path.isabs(media_root) else os.path.abspath(media_root))
     if not real.startswith(real_root.rstrip(os.sep) + os.sep):
         raise MediaOutsideRootError(
             f"Refusing to read {path}: it resolves to {real}, outside the media root {real_root} (a symlink "
