@@ -471,7 +471,7 @@ def print_report(report: dict) -> None:
             ratio = f", {a['wall_s'] / single:.1f}x phase1_nn1" if single else ""
             print(f"phase1_all (num_proc={a.get('num_proc')}): {a['wall_s']:.1f} s{ratio}; "
                   f"{a['digest']['rows']:,d} rows, {_gb(a['out_bytes'])} ({a['out_bytes'] / a['digest']['rows']:.0f} B/row); "
-                  f"peak RSS {_gb(a['peak_rss'])} main process, {_gb(a['peak_tree_rss'])} all processes (sampled)")
+                  f"peak RSS {_gb(a['memory']['VmHWM'])} main process, {_gb(a['peak_tree_rss'])} all processes (sampled)")
 
 
 def print_agreement(results) -> None:
