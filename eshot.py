@@ -31,6 +31,7 @@ import pyarrow as pa
 from datasets.table import cast_table_to_features
 
 from emm1_lib.compat import register_builder_module
+from emm1_lib.compat import root_from_environment
 from emm1_lib.compat import table_key
 from emm1_lib.eshot_data import CATEGORY_FILES
 from emm1_lib.eshot_data import ESHOT_MODALITIES
@@ -82,6 +83,8 @@ class EShotConfig(datasets.BuilderConfig):
             time; `"null"` decodes it to None.
         media_options (`dict`): options of this modality's media feature, e.g. `{"num_points": 2048,
             "normalize": True}` for points or `{"sampling_rate": 16000}` for audio.
+        allow_outside_root (`bool`): decoding refuses local media that resolve (through symlinks) outside the
+            media root; True allows them (your own links to another disk).
     """
 
     modality: str = "audio"
@@ -90,6 +93,7 @@ class EShotConfig(datasets.BuilderConfig):
     decode: bool = True
     on_missing_media: str = "error"
     media_options: Dict[str, object] = field(default_factory=dict)
+    allow_outside_root: bool = False
 
 
 class EShot(datasets.ArrowBasedBuilder):
@@ -101,6 +105,9 @@ class EShot(datasets.ArrowBasedBuilder):
         EShotConfig(name="eshot_points", modality="points", description="EShot point clouds with their category."),
     ]
     DEFAULT_CONFIG_NAME = "eshot_audio"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **root_from_environment(kwargs))
 
     def _check_config(self) -> str:
         modality = self.config.modality
@@ -123,6 +130,11 @@ class EShot(datasets.ArrowBasedBuilder):
             )
         return find_eshot_dir(self.config.data_dir)
 
+    def _media_root(self) -> str:
+        """`root_data_path` (or `$ROOT_DATA_PATH`), else the folder holding `eshot/` (seed media live inside it)."""
+        root = self.config.root_data_path
+        return normalize_root(root) if root else parent_dir(self._eshot_dir())
+
     def _info(self) -> datasets.DatasetInfo:
         modality = self._check_config()
         id_column = ID_COLUMNS[modality]
@@ -134,6 +146,7 @@ class EShot(datasets.ArrowBasedBuilder):
                 modality,
                 decode=self.config.decode,
                 on_missing_media=self.config.on_missing_media,
+                media_root=None if self.config.allow_outside_root else self._media_root(),
                 **dict(self.config.media_options),
             ),
         }
@@ -168,8 +181,7 @@ class EShot(datasets.ArrowBasedBuilder):
         modality = self.config.modality
         if schema == "released":
             folder = self.config.media_folders.get(modality, RELEASED_MEDIA_FOLDERS[modality])
-            root = self.config.root_data_path or os.environ.get("ROOT_DATA_PATH")
-            root = normalize_root(root) if root else parent_dir(eshot_dir)
+            root = self._media_root()
             save_folder = rows["save_folder"].combine_chunks()
             return join_media_paths(root, save_folder, folder, rows["file_name"].combine_chunks())
         folder = join(eshot_dir, self.config.media_folders.get(modality, SEED_MEDIA_FOLDERS[modality]))

@@ -44,3 +44,14 @@ def register_builder_module(name: str, module_name: str, module_file: str) -> No
         os.path.join(library_dir, f) for f in os.listdir(library_dir) if f.endswith(".py")
     ]
     _PACKAGED_DATASETS_MODULES[name] = (module_name, _hash_source_files(sources))
+
+
+def root_from_environment(config_kwargs: dict) -> dict:
+    """`config_kwargs` with `root_data_path` taken from `$ROOT_DATA_PATH` when not given.
+
+    Config kwargs are hashed into the cache key of prepared data, so resolving the environment
+    default here makes another media root prepare another cache instead of serving old paths.
+    """
+    if config_kwargs.get("root_data_path") is None and os.environ.get("ROOT_DATA_PATH"):
+        config_kwargs = {**config_kwargs, "root_data_path": os.environ["ROOT_DATA_PATH"]}
+    return config_kwargs

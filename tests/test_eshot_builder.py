@@ -113,8 +113,8 @@ def test_data_dir_may_be_the_parent_and_root_is_configurable(released_tree, hf_c
     custom = _prepare(released_tree.eshot_dir, hf_cache, root_data_path=elsewhere)
     assert custom["audio_file_path"] == [p.replace(released_tree.root, elsewhere) for p in by_folder["audio_file_path"]]
     monkeypatch.setenv("ROOT_DATA_PATH", elsewhere)
-    # (a fresh cache: the environment variable is not part of the config's cache key)
-    from_env = _prepare(released_tree.eshot_dir, str(tmp_path / "other-cache"))
+    # the same cache: $ROOT_DATA_PATH is part of the cache key, so the old paths are not served
+    from_env = _prepare(released_tree.eshot_dir, hf_cache)
     assert from_env["audio_file_path"] == custom["audio_file_path"]
     folders = _prepare(released_tree.eshot_dir, hf_cache, "eshot_points", media_folders={"points": "point-clouds"})
     assert all("/point-clouds/" in p for p in folders["points_file_path"])
