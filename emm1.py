@@ -22,10 +22,14 @@ import pyarrow.compute as pc
 from datasets.table import cast_table_to_features
 
 from emm1_lib.compat import register_builder_module
+from emm1_lib.compat import root_from_environment
 from emm1_lib.compat import table_key
 from emm1_lib.errors import DanglingIdWarning
+from emm1_lib.export import resolve  # noqa: F401  (emm1.resolve: a loaded export back to media)
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.features import media_feature
+from emm1_lib.layout import EMM1_CITATION
+from emm1_lib.layout import EMM1_HOMEPAGE
 from emm1_lib.layout import MODALITIES
 from emm1_lib.layout import NUM_NEIGHBOURS
 from emm1_lib.layout import PHASE1_FOLDERS
@@ -51,15 +55,6 @@ from emm1_lib.triplets import select_triplets
 
 logger = datasets.utils.logging.get_logger(__name__)
 
-_CITATION = """\
-@misc{emm1_2025,
-  title  = {E-MM1: The World's Largest Multimodal Dataset},
-  author = {Encord},
-  year   = {2025},
-  url    = {https://data.encord.com/e-mm1/explorer}
-}
-"""
-_HOMEPAGE = "https://data.encord.com/e-mm1/explorer"
 _LICENSE = "ODC-By 1.0 for the database; every media item keeps its source licence (column *_dataset_license)."
 # Provenance columns of the released infos tables, copied per modality as `{m}_{column}`.
 PROVENANCE_COLUMNS = ("source_dataset", "dataset_license")
@@ -86,6 +81,8 @@ class EMM1Config(datasets.BuilderConfig):
         decode (`bool`): whether media columns decode on access (False gives `{"path", "bytes"}`).
         on_missing_media (`str`): `"error"` (default) raises naming the file when a media file is
             missing at decode time; `"null"` decodes it to None.
+        allow_outside_root (`bool`): decoding refuses local media that resolve (through symlinks) outside
+            `root_data_path`; True allows them (your own links to another disk).
         media_options (`dict[str, dict]`): per-modality options of the media features, e.g.
             `{"points": {"num_points": 2048, "normalize": True}, "audio": {"sampling_rate": 16000}}`.
         annotations (`list`, *optional*): phase 2 only: keep triplets with these labels, given as names
@@ -109,6 +106,7 @@ class EMM1Config(datasets.BuilderConfig):
     decode: bool = True
     on_missing_media: str = "error"
     media_options: Dict[str, dict] = field(default_factory=dict)
+    allow_outside_root: bool = False
     annotations: Optional[List] = None
     batch_size: int = 100_000
     shard_bytes: int = DEFAULT_SHARD_BYTES
@@ -155,7 +153,7 @@ class EMM1(datasets.ArrowBasedBuilder):
 
     BUILDER_CONFIG_CLASS = EMM1Config
     BUILDER_CONFIGS = [
-        EMM1Config(name=name, nn_index=k, description=f"E-MM1:100M, the {k}-th nearest neighbour of every caption.")
+        EMM1Config(name=name, nn_index=k, description=f"E-MM1:100M, nearest neighbour number {k} of every caption.")
         for k, name in enumerate(PHASE1_CONFIG_NAMES, start=1)
     ] + [
         EMM1Config(name="phase1_all", description="E-MM1:100M, all 16 nearest neighbours (nn_index 1-16)."),
@@ -167,6 +165,9 @@ class EMM1(datasets.ArrowBasedBuilder):
     # for phase1_nn1. Rows here are small (paths, not media bytes), so write whole tables.
     DEFAULT_WRITER_BATCH_SIZE = 100_000
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **root_from_environment(kwargs))
+
     def __getstate__(self):
         # Infos tables are loaded lazily in each worker; never ship them through pickle.
         state = self.__dict__.copy()
@@ -177,8 +178,11 @@ class EMM1(datasets.ArrowBasedBuilder):
 
     def _media_feature(self, modality: str):
         options = dict(self.config.media_options.get(modality, {}))
+        root = self.config.root_data_path  # not self._root(): features exist before a root is required
+        media_root = normalize_root(root) if root and not self.config.allow_outside_root else None
         return media_feature(
-            modality, decode=self.config.decode, on_missing_media=self.config.on_missing_media, **options
+            modality, decode=self.config.decode, on_missing_media=self.config.on_missing_media,
+            media_root=media_root, **options
         )
 
     def _info(self) -> datasets.DatasetInfo:
@@ -211,9 +215,9 @@ class EMM1(datasets.ArrowBasedBuilder):
         return datasets.DatasetInfo(
             description=__doc__,
             features=datasets.Features(features),
-            homepage=_HOMEPAGE,
+            homepage=EMM1_HOMEPAGE,
             license=_LICENSE,
-            citation=_CITATION,
+            citation=EMM1_CITATION,
         )
 
     def _annotation_labels(self) -> List[str]:
@@ -230,7 +234,7 @@ class EMM1(datasets.ArrowBasedBuilder):
     # -- locating files -----------------------------------------------------------------------
 
     def _root(self) -> str:
-        root = self.config.root_data_path or os.environ.get("ROOT_DATA_PATH")
+        root = self.config.root_data_path  # $ROOT_DATA_PATH already resolved into it by __init__
         if not root:
             raise ValueError(
                 f"{self.config.name}: no media root. Pass root_data_path=... or set the ROOT_DATA_PATH "

@@ -45,6 +45,8 @@ from emm1_lib.eshot_data import media_files_by_id
 from emm1_lib.eshot_data import parent_dir
 from emm1_lib.eshot_data import read_categories
 from emm1_lib.features import media_feature
+from emm1_lib.layout import EMM1_CITATION
+from emm1_lib.layout import EMM1_HOMEPAGE
 from emm1_lib.layout import join
 from emm1_lib.layout import normalize_root
 from emm1_lib.paths import join_media_paths
@@ -53,15 +55,6 @@ logger = datasets.utils.logging.get_logger(__name__)
 
 __all__ = ["EShot", "EShotConfig", "UncategorisedRowWarning"]
 
-_CITATION = """\
-@misc{emm1_2025,
-  title  = {E-MM1: The World's Largest Multimodal Dataset},
-  author = {Encord},
-  year   = {2025},
-  url    = {https://data.encord.com/e-mm1/explorer}
-}
-"""
-_HOMEPAGE = "https://data.encord.com/e-mm1/explorer"
 _LICENSE = "ODC-By 1.0 for the database; every media item keeps the licence of its source (YouTube, Objaverse)."
 
 @dataclass
@@ -163,9 +156,9 @@ class EShot(datasets.ArrowBasedBuilder):
         return datasets.DatasetInfo(
             description=__doc__,
             features=datasets.Features(features),
-            homepage=_HOMEPAGE,
+            homepage=EMM1_HOMEPAGE,
             license=_LICENSE,
-            citation=_CITATION,
+            citation=EMM1_CITATION,
         )
 
     def _split_generators(self, dl_manager):

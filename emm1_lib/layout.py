@@ -16,6 +16,15 @@ PHASE1_FOLDERS = ("e-mm1_100m", "encord_phase_1_dataset")
 PHASE2_FOLDERS = ("e-mm1_1m", "encord_phase_2_dataset")
 ESHOT_FOLDERS = ("eshot",)
 NUM_NEIGHBOURS = 16
+EMM1_HOMEPAGE = "https://data.encord.com/e-mm1/explorer"
+EMM1_CITATION = """\
+@misc{emm1_2025,
+  title  = {E-MM1: The World's Largest Multimodal Dataset},
+  author = {Encord},
+  year   = {2025},
+  url    = {https://data.encord.com/e-mm1/explorer}
+}
+"""
 
 
 def is_remote(path: str) -> bool:

@@ -39,7 +39,8 @@ def read_header(path: str) -> List[str]:
     """The column names on the first line of a CSV file (a UTF-8 byte-order mark is ignored)."""
     try:
         with open_binary(path) as f:
-            first_line = f.readline(1 << 20)
+            # read(), not readline(size): fsspec's remote files take no size for readline
+            first_line = f.read(1 << 20).split(b"\n", 1)[0]
     except FileNotFoundError as err:
         raise EMM1DataError(f"{path}: file not found.") from err
     try:

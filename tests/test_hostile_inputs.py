@@ -704,8 +704,6 @@ def test_symlink_escaping_the_root_is_found_by_validate(media_tree, tmp_path, wh
     assert validate_tree(media_tree.root, media_tree.root, check_media=True, allow_outside_root=True).ok
 
 
-@pytest.mark.xfail(strict=True, reason="the features refuse it given media_root, but the builders do not pass it yet "
-                   "(one line in emm1.py's _media_feature; docs/safety.md, open issue 6)")
 @pytest.mark.parametrize("modality, suffix", [("image", ".jpg"), ("points", ".npy")])
 def test_symlink_escaping_the_root_is_refused_by_decoding(media_tree, tmp_path, modality, suffix):
     ds, i, path = _escape_by_symlink(media_tree, tmp_path, modality, suffix)

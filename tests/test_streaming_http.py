@@ -235,12 +235,7 @@ def test_builder_streams_from_a_remote_data_dir(released_tree, tmp_path):
     with serve(released_tree.root) as (url, stats):
         builder = emm1.EMM1(config_name="phase1_nn2", data_dir=url, root_data_path=released_tree.root,
                             decode=False, cache_dir=str(tmp_path / "remote"), shard_bytes=256)
-        try:
-            stream = builder.as_streaming_dataset(split="train")
-        except TypeError as err:  # the known bug, until emm1_lib.tables is fixed (see docs/publishing.md)
-            if "readline" not in str(err):
-                raise
-            pytest.xfail("emm1_lib.tables.read_header calls f.readline(1 << 20); fsspec's remote files take no size")
+        stream = builder.as_streaming_dataset(split="train")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DanglingIdWarning)
             rows = list(stream)
