@@ -53,27 +53,27 @@ def cast_to_bytes_path(storage: pa.Array) -> pa.StructArray:
     Nulls stay nulls (a missing media id gives a null path and a null row).
     """
     if pa.types.is_null(storage.type):
-        storage = pa.array([None] * len(storage), type=pa.string())
+        storage = pa.nulls(len(storage), pa.string())
     if pa.types.is_large_string(storage.type):
         storage = storage.cast(pa.string())
     if pa.types.is_large_binary(storage.type):
         storage = storage.cast(pa.binary())
     if pa.types.is_string(storage.type):
-        bytes_array = pa.array([None] * len(storage), type=pa.binary())
+        bytes_array = pa.nulls(len(storage), pa.binary())
         storage = pa.StructArray.from_arrays([bytes_array, storage], ["bytes", "path"], mask=storage.is_null())
     elif pa.types.is_binary(storage.type):
-        path_array = pa.array([None] * len(storage), type=pa.string())
+        path_array = pa.nulls(len(storage), pa.string())
         storage = pa.StructArray.from_arrays([storage, path_array], ["bytes", "path"], mask=storage.is_null())
     elif pa.types.is_struct(storage.type):
         names = [storage.type.field(i).name for i in range(storage.type.num_fields)]
         if "bytes" in names:
             bytes_array = storage.field("bytes")
         else:
-            bytes_array = pa.array([None] * len(storage), type=pa.binary())
+            bytes_array = pa.nulls(len(storage), pa.binary())
         if "path" in names:
             path_array = storage.field("path")
         else:
-            path_array = pa.array([None] * len(storage), type=pa.string())
+            path_array = pa.nulls(len(storage), pa.string())
         storage = pa.StructArray.from_arrays(
             [bytes_array.cast(pa.binary()), path_array.cast(pa.string())], ["bytes", "path"], mask=storage.is_null()
         )
