@@ -1,23 +1,39 @@
-"""Reading E-MM1 CSV files into Arrow with pyarrow.csv, with errors that name the file and the row.
+"""Reading E-MM1 CSV files into Arrow with pyarrow.csv, with errors that name the file and the line.
 
 Whole tables (infos, triplets) are read multi-threaded in one call; the large grouping files are
 read by byte range, so one file becomes many independent shards (parallel preparation, streaming,
 multi-node) and memory stays bounded by the shard size.
 """
 import csv
+import io
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .errors import EMM1DataError
-from .layout import is_remote, missing_names
+from .layout import is_remote
+from .layout import missing_names
 
 # Grouping rows are short lines of integers, so a byte range of this size holds ~500k rows.
 DEFAULT_SHARD_BYTES = 16 << 20
 _READ_BLOCK_BYTES = 16 << 20
+# Bytes counted at a time: numpy's comparison scratch stays in cache (~4x faster than bytes.count).
+_COUNT_BLOCK_BYTES = 1 << 18
+_QUOTE = ord('"')
+_NEWLINE = ord("\n")
+# Whole tables hold free text: a caption may contain a line break inside quotes. Without this option
+# pyarrow cuts blocks at any line break; a cut inside quotes fails the read or, at a "\r\n", changes the
+# value without a word.
+_WHOLE_TABLE_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+# pyarrow names the failing record only when it reads on one thread ("Row #N", header = 1).
+_ROW_NUMBER = re.compile(r"Row #(\d+): ")
 
 
 def open_binary(path: str):
@@ -52,14 +68,35 @@ def read_header(path: str) -> List[str]:
     return next(csv.reader([text]))
 
 
+def has_data_rows(path: str) -> bool:
+    """Whether anything but line breaks follows the header line (pyarrow skips empty lines)."""
+    in_header = True
+    with open_binary(path) as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            if in_header:
+                header_end = block.find(b"\n")
+                if header_end < 0:
+                    continue
+                block, in_header = block[header_end + 1:], False
+            if block.strip(b"\r\n"):
+                return True
+    return False
+
+
 def check_columns(path: str, header: Sequence[str], required: Sequence[str]) -> None:
-    """Raise naming the file and the columns when any of `required` is absent from `header`."""
+    """Raise naming the file and the columns when any of `required` is absent from `header`, or a name repeats."""
     missing = missing_names(required, header)
     if missing:
         raise EMM1DataError(
             f"{path}: missing required column(s) {missing}; the header has {list(header)}. "
             "Check that this is the right file for this config (both the seed and the released "
             "schemas of UPSTREAM.md are accepted)."
+        )
+    repeated = sorted(name for name, count in Counter(header).items() if count > 1)
+    if repeated:
+        raise EMM1DataError(
+            f"{path}: column(s) {repeated} appear more than once in the header {list(header)}; which one a "
+            "reader takes is arbitrary. Rename or remove the extra column."
         )
 
 
@@ -71,12 +108,204 @@ def _convert_options(header: Sequence[str], column_types: Dict[str, pa.DataType]
     )
 
 
-def _wrap_arrow_error(path: str, err: Exception, start_byte: int = 0) -> EMM1DataError:
-    where = f" (in the rows from byte {start_byte} on)" if start_byte > 0 else ""
+# ---------------------------------------------------------------------------------------------- counting bytes
+
+
+def _count_byte_in(data, value: int) -> int:
+    """How many bytes of `data` (bytes-like) equal `value`."""
+    values = np.frombuffer(data, np.uint8)
+    scratch = np.empty(min(len(values), _COUNT_BLOCK_BYTES), bool)
+    total = 0
+    for start in range(0, len(values), _COUNT_BLOCK_BYTES):
+        piece = values[start:start + _COUNT_BLOCK_BYTES]
+        total += int(np.count_nonzero(np.equal(piece, value, out=scratch[:len(piece)])))
+    return total
+
+
+def _count_byte(path: str, value: int, limit: Optional[int] = None) -> int:
+    """How many of the first `limit` bytes (all by default) of the file at `path` equal `value`."""
+    buffer = bytearray(_COUNT_BLOCK_BYTES)
+    view = memoryview(buffer)
+    remaining = file_size(path) if limit is None else limit
+    total = 0
+    with open_binary(path) as f:
+        while remaining > 0:
+            size = f.readinto(view[:min(remaining, len(buffer))])
+            if not size:
+                break
+            total += _count_byte_in(view[:size], value)
+            remaining -= size
+    return total
+
+
+class _QuoteCountingFile:
+    """A remote file as pyarrow reads it, counting double quotes on the way (one download, not two).
+
+    A block never ends in "\r": pyarrow drops the "\n" of a quoted "\r\n" that a block boundary cuts
+    (apache/arrow#51368), so a trailing "\r" is held back for the next read.
+    """
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self._held = b""
+        self.quotes = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = size - len(self._held) if size > 0 else size  # never more than asked for
+        data = self._f.read(wanted) if wanted else b""
+        self.quotes += _count_byte_in(data, _QUOTE)
+        block, self._held = self._held + data, b""
+        if len(block) > 1 and block.endswith(b"\r"):
+            block, self._held = block[:-1], block[-1:]
+        return block
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _splits_crlf(f: BinaryIO, offset: int) -> bool:
+    f.seek(offset - 1)
+    return f.read(2) == b"\r\n"
+
+
+def _block_size_keeping_crlf(path: str, block_size: int) -> int:
+    """A block size at whose multiples no "\r\n" of the local file at `path` is cut in two.
+
+    pyarrow silently drops the "\n" of a quoted "\r\n" cut by a block boundary (apache/arrow#51368).
+    A few 2-byte reads per try; a CRLF file needs a second try about once in three at full size.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        while any(_splits_crlf(f, offset) for offset in range(block_size, size, block_size)):
+            block_size += 1
+    return block_size
+
+
+# ---------------------------------------------------------------------------------------------- locating lines
+
+
+def _line_of_record(source: BinaryIO, record: int) -> Optional[int]:
+    """The line on which CSV record `record` starts (both 1-based; empty lines are not records, as in pyarrow).
+
+    Python's csv module, so quoted line breaks count as lines: slow, for error messages only.
+    """
+    reader = csv.reader(io.TextIOWrapper(source, encoding="utf-8-sig", errors="replace", newline=""))
+    start, seen = 1, 0
+    try:
+        for fields in reader:
+            if fields:
+                seen += 1
+                if seen == record:
+                    return start
+            start = reader.line_num + 1
+    except csv.Error:
+        pass
+    return None
+
+
+def _first_failing_record(read_on_one_thread: Callable[[], object], err: Exception) -> Tuple[Optional[int], Exception]:
+    """The record number of a failed read and the error naming it, from reading again on one thread."""
+    try:
+        read_on_one_thread()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as single:
+        found = _ROW_NUMBER.search(str(single))
+        if found:
+            return int(found.group(1)), single
+    return None, err
+
+
+def _parse_error(path: str, err: Exception, line: Optional[int], start_byte: int = 0) -> EMM1DataError:
+    if line:
+        where = f", line {line}"
+    else:
+        where = f" (in the rows from byte {start_byte} on)" if start_byte > 0 else ""
+    reason = _ROW_NUMBER.sub("", str(err))  # a record number: the line says it better
     return EMM1DataError(
-        f"{path}{where}: could not parse the CSV: {err}. Fix or remove the offending row; "
+        f"{path}{where}: could not parse the CSV: {reason}. Fix or remove the offending row; "
         "`emm1 validate` reports every problem of a metadata tree at once."
     )
+
+
+def _first_bad_quote_line(path: str) -> Optional[int]:
+    """The line where the first record with broken quoting starts: a quote never closed, text after a
+    closing quote, or an odd number of quotes. Python's strict csv parser: slow, for the error only."""
+    with open_binary(path) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace", newline="")
+        record_lines: List[str] = []
+
+        def lines():
+            for line in text:
+                record_lines.append(line)
+                yield line
+
+        reader = csv.reader(lines(), strict=True)
+        start = 1
+        try:
+            for _ in reader:
+                if sum(line.count('"') for line in record_lines) % 2:
+                    return start
+                start = reader.line_num + 1
+                record_lines.clear()
+        except csv.Error:
+            return start
+    return None
+
+
+def _unbalanced_quote_error(path: str) -> EMM1DataError:
+    line = _first_bad_quote_line(path)
+    where = f", line {line}" if line else ""
+    return EMM1DataError(
+        f"{path}{where}: the file has an odd number of double quotes, so a quoted field is never closed (or a stray "
+        "quote sits in a value); a CSV reader then merges the lines after it into one value and those rows are "
+        "lost. Fix the quoting of that row."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- whole tables
+
+
+def _read_counting_quotes(path: str, read_options: pacsv.ReadOptions,
+                          convert_options: pacsv.ConvertOptions) -> Tuple[pa.Table, int]:
+    """The table, and the number of double quotes in the file (odd: a quote is never closed)."""
+    if is_remote(path):
+        with open_binary(path) as f:
+            counted = _QuoteCountingFile(f)
+            table = pacsv.read_csv(counted, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
+                                   convert_options=convert_options)
+        return table, counted.quotes
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-quotes") as pool:
+        # Counted beside Arrow's reader, whose quote-aware block splitting is serial and leaves a core idle.
+        quotes = pool.submit(_count_byte, path, _QUOTE)
+        read_options.block_size = _block_size_keeping_crlf(path, read_options.block_size)
+        # A local path is read by Arrow's own file reader: no GIL, no Python bytes per block.
+        table = pacsv.read_csv(path, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
+                               convert_options=convert_options)
+        return table, quotes.result()
+
+
+def _whole_table_error(path: str, err: Exception, convert_options: pacsv.ConvertOptions) -> EMM1DataError:
+    """The error of a failed whole-table read, with the line (computed only now: the happy path pays nothing)."""
+    if _count_byte(path, _QUOTE) % 2:
+        return _unbalanced_quote_error(path)  # the likely cause of whatever pyarrow saw
+
+    def read_on_one_thread() -> None:
+        with open_binary(path) as f:
+            pacsv.read_csv(f, read_options=pacsv.ReadOptions(block_size=_READ_BLOCK_BYTES, use_threads=False),
+                           parse_options=_WHOLE_TABLE_PARSE, convert_options=convert_options)
+
+    record, err = _first_failing_record(read_on_one_thread, err)
+    line = None
+    if record is not None:
+        with open_binary(path) as f:
+            line = _line_of_record(f, record)
+    return _parse_error(path, err, line)
 
 
 def read_csv_table(
@@ -84,19 +313,25 @@ def read_csv_table(
     column_types: Dict[str, pa.DataType],
     required: Sequence[str],
 ) -> pa.Table:
-    """Read the columns of `column_types` present in the CSV at `path` (those in `required` must be)."""
+    """Read the columns of `column_types` present in the CSV at `path` (those in `required` must be).
+
+    Quoted values may span lines. A file with an odd number of double quotes is refused: a quote
+    left open makes pyarrow merge every following line into one value without a word.
+    """
     header = read_header(path)
     check_columns(path, header, required)
     read_options = pacsv.ReadOptions(block_size=_READ_BLOCK_BYTES)
     convert_options = _convert_options(header, column_types)
     try:
-        if not is_remote(path):
-            # A local path is read by Arrow's own file reader: no GIL, no Python bytes per block.
-            return pacsv.read_csv(path, read_options=read_options, convert_options=convert_options)
-        with open_binary(path) as f:
-            return pacsv.read_csv(f, read_options=read_options, convert_options=convert_options)
+        table, quotes = _read_counting_quotes(path, read_options, convert_options)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise _wrap_arrow_error(path, err) from err
+        raise _whole_table_error(path, err, convert_options) from err
+    if quotes % 2:
+        raise _unbalanced_quote_error(path)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- byte ranges
 
 
 def byte_ranges(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> List[Tuple[int, int]]:
@@ -107,8 +342,9 @@ def byte_ranges(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> List[Tuple
     return [(start, min(start + shard_bytes, size)) for start in starts]
 
 
-def _read_line_aligned(f, start: int, end: int) -> bytes:
-    """The whole lines that *start* inside `[start, end)`: each line belongs to exactly one range."""
+def _read_line_aligned(f, start: int, end: int) -> Tuple[int, bytes]:
+    """The offset and bytes of the whole lines that *start* inside `[start, end)`: each line belongs to
+    exactly one range."""
     if start > 0:
         f.seek(start - 1)
         if f.read(1) != b"\n":
@@ -117,11 +353,34 @@ def _read_line_aligned(f, start: int, end: int) -> bytes:
         f.seek(0)
     position = f.tell()
     if position >= end:
-        return b""
+        return position, b""
     chunk = f.read(end - position)
     if not chunk.endswith(b"\n"):
         chunk += f.readline()  # the last line started inside the range: it is ours
-    return chunk
+    return position, chunk
+
+
+def _chunk_line(path: str, position: int, chunk: bytes, record: int) -> Optional[int]:
+    """The file line of record `record` (1-based) of a line-aligned chunk that starts at byte `position`."""
+    in_chunk = _line_of_record(io.BytesIO(chunk), record)
+    if in_chunk is None:
+        return None
+    return in_chunk + (_count_byte(path, _NEWLINE, limit=position) if position else 0)
+
+
+def range_row_line(path: str, start: int, end: int, row: int) -> Optional[int]:
+    """The file line of data row `row` (0-based) of the table `read_csv_range(path, start, end, ...)` returned."""
+    with open_binary(path) as f:
+        position, chunk = _read_line_aligned(f, start, end)
+    header_lines = 1 if position == 0 else 0
+    return _chunk_line(path, position, chunk, row + 1 + header_lines)
+
+
+def _parse_rows(rows: pa.Buffer, header: Sequence[str], column_types: Dict[str, pa.DataType],
+                use_threads: bool = True) -> pa.Table:
+    read_options = pacsv.ReadOptions(column_names=list(header), block_size=_READ_BLOCK_BYTES, use_threads=use_threads)
+    return pacsv.read_csv(pa.BufferReader(rows), read_options=read_options,
+                          convert_options=_convert_options(header, column_types))
 
 
 def read_csv_range(
@@ -137,17 +396,17 @@ def read_csv_range(
     Returns None when the range holds no row.
     """
     with open_binary(path) as f:
-        chunk = _read_line_aligned(f, start, end)
+        position, chunk = _read_line_aligned(f, start, end)
     first = 0
     if start == 0:  # skip the header line (a view, not a copy of the range)
         first = chunk.find(b"\n") + 1 if b"\n" in chunk else len(chunk)
     if not chunk[first:first + 4096].strip() and not chunk[first:].strip():
         return None
+    rows = pa.py_buffer(chunk)[first:]
     try:
-        return pacsv.read_csv(
-            pa.BufferReader(pa.py_buffer(chunk)[first:]),
-            read_options=pacsv.ReadOptions(column_names=list(header), block_size=_READ_BLOCK_BYTES),
-            convert_options=_convert_options(header, column_types),
-        )
+        return _parse_rows(rows, header, column_types)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise _wrap_arrow_error(path, err, start_byte=start) from err
+        record, err = _first_failing_record(lambda: _parse_rows(rows, header, column_types, use_threads=False), err)
+        header_lines = 1 if start == 0 else 0
+        line = None if record is None else _chunk_line(path, position, chunk, record + header_lines)
+        raise _parse_error(path, err, line, start_byte=start) from err

@@ -158,13 +158,11 @@ def test_unterminated_quote_is_found_by_validate(tmp_path):
     assert finding.severity == "error" and finding.lines and finding.lines[0] >= 5
 
 
-@pytest.mark.xfail(strict=True, reason="tables.read_csv_table accepts an unclosed quote: the rows after it vanish "
-                   "into one caption (docs/safety.md, open issue 1)")
 def test_unterminated_quote_is_refused_by_the_builder(tmp_path):
     tree = small_tree(tmp_path)
     path = _unterminated_caption(tree)
     message = data_error(tree)
-    assert path in message and "quote" in message
+    assert path in message and "quote" in message and "line 5" in message
 
 
 def test_non_utf8_bytes(tmp_path):
@@ -272,8 +270,6 @@ def test_id_that_is_not_an_integer_in_a_grouping_file(tmp_path):
     assert finding.lines == [9]
 
 
-@pytest.mark.xfail(strict=True, reason="pyarrow's conversion errors name the value but not the line; "
-                   "tables._wrap_arrow_error should locate it (docs/safety.md, open issue 2)")
 def test_parse_errors_name_the_line(tmp_path):
     tree = small_tree(tmp_path)
     path = infos(tree, "image")
@@ -396,8 +392,6 @@ def test_extra_columns_are_ignored(tmp_path):
     assert report.ok and one(report.find("extra_column", rel(path, tree))).severity == "note"
 
 
-@pytest.mark.xfail(strict=True, reason="a repeated header name is read silently (pyarrow takes the first); "
-                   "tables.check_columns should refuse it (docs/safety.md, open issue 3)")
 def test_repeated_column_is_refused(tmp_path):
     tree = small_tree(tmp_path)
     path = infos(tree, "image")

@@ -1,0 +1,197 @@
+"""The shared CSV readers (`emm1_lib.tables`): quoted line breaks, quote checks and error lines."""
+import csv
+import os
+import random
+import warnings
+
+import fsspec
+import pyarrow as pa
+import pytest
+
+import emm1
+from emm1_lib import tables
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.sample import generate_sample_tree
+from emm1_lib.tables import byte_ranges
+from emm1_lib.tables import has_data_rows
+from emm1_lib.tables import read_csv_range
+from emm1_lib.tables import read_csv_table
+from emm1_lib.tables import read_header
+
+TEXT_TYPES = {"encord_text_id": pa.int64(), "caption": pa.string()}
+TEXT_COLUMNS = ["encord_text_id", "caption"]
+MULTILINE = {1: "first line\nsecond line", 2: "windows\r\nline end", 3: 'a "quote", then\r\n\r\ntwo breaks', 4: "plain"}
+
+
+def write_text_csv(path, captions, line_end="\n"):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator=line_end).writerows([TEXT_COLUMNS] + [[i, c] for i, c in captions.items()])
+    return str(path)
+
+
+def read_text(path):
+    table = read_csv_table(path, TEXT_TYPES, TEXT_COLUMNS)
+    return dict(zip(table["encord_text_id"].to_pylist(), table["caption"].to_pylist()))
+
+
+def error_of(call, *args) -> str:
+    with pytest.raises(EMM1DataError) as raised:
+        call(*args)
+    return str(raised.value)
+
+
+def small_tree(tmp_path):
+    return generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=1, num_captions=12, num_media=6,
+                                num_triplets=24)
+
+
+def prepare(tree, config="phase1_nn1", **kwargs):
+    builder = emm1.EMM1(config_name=config, data_dir=tree.root, root_data_path=tree.root, decode=False,
+                        cache_dir=os.path.join(tree.root, ".hf-cache"), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        builder.download_and_prepare()
+    return builder.as_dataset(split="train")
+
+
+# ---------------------------------------------------------------------------------------------- quoted line breaks
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_quoted_line_breaks_survive_byte_exact(tmp_path, line_end):
+    path = write_text_csv(tmp_path / "text.csv", MULTILINE, line_end)
+    assert read_text(path) == MULTILINE
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_quoted_line_breaks_across_block_boundaries(tmp_path, monkeypatch, where):
+    # Tiny blocks put boundaries everywhere. Without newlines_in_values a quoted line break can end a block;
+    # with it, pyarrow still drops the "\n" of a quoted "\r\n" that a boundary cuts (apache/arrow#51368).
+    rng = random.Random(0)
+    captions = {i: "".join(rng.choice(["ab", " ", ",", '"', "\n", "\r\n"]) for _ in range(rng.randint(0, 12)))
+                for i in range(300)}
+    path = write_text_csv(tmp_path / "text.csv", captions, "\r\n")
+    if where == "remote":
+        fsspec.filesystem("memory").pipe("/emm1-blocks/text.csv", open(path, "rb").read())
+        path = "memory://emm1-blocks/text.csv"
+    try:
+        for block_size in (97, 256, 1000):
+            monkeypatch.setattr(tables, "_READ_BLOCK_BYTES", block_size)
+            assert read_text(path) == captions
+    finally:
+        if where == "remote":
+            fsspec.filesystem("memory").rm("/emm1-blocks", recursive=True)
+
+
+def test_the_builder_keeps_multiline_captions(tmp_path):
+    tree = small_tree(tmp_path)
+    path = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    wanted = {int(rows[1][0]): "one\ntwo", int(rows[2][0]): "three\r\nfour"}
+    rows[1][1], rows[2][1] = wanted[int(rows[1][0])], wanted[int(rows[2][0])]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    ds = prepare(tree)
+    got = dict(zip(ds["encord_text_id"], ds["caption"]))
+    assert all(got[i] == caption for i, caption in wanted.items() if i in got)
+    assert set(wanted) & set(got)
+
+
+# ---------------------------------------------------------------------------------------------- quotes
+
+
+@pytest.mark.parametrize("bad_row, line", [
+    (b'5,"never closed', 4),  # an opening quote: the lines after it would merge into this caption
+    (b'5,"closed" then text "opened', 4),  # text after a closing quote
+    (b'5,a 12" vinyl record', 4),  # a stray quote in an unquoted value
+])
+def test_odd_quotes_are_refused_naming_the_line(tmp_path, bad_row, line):
+    path = tmp_path / "text.csv"
+    path.write_bytes(b'encord_text_id,caption\n1,"a, b"\n2,plain\n' + bad_row + b'\n6,"x ""y"""\n7,z\n')
+    message = error_of(read_text, str(path))
+    assert str(path) in message and f"line {line}:" in message and "quote" in message
+
+
+def test_quote_error_line_counts_quoted_line_breaks(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_bytes(b'encord_text_id,caption\n1,"two\nlines"\n2,"three\r\nmore\nlines"\n3,"open\n4,x\n')
+    assert "line 7:" in error_of(read_text, str(path))
+
+
+def test_balanced_quotes_pass(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_bytes(b'encord_text_id,caption\n1,"say ""hi"", then go"\n2,""\n3,x\n')
+    assert read_text(str(path)) == {1: 'say "hi", then go', 2: "", 3: "x"}
+
+
+def test_quote_count_matches_bytes_count():
+    rng = random.Random(1)
+    for size in (0, 1, tables._COUNT_BLOCK_BYTES - 1, tables._COUNT_BLOCK_BYTES, 3 * tables._COUNT_BLOCK_BYTES + 5):
+        data = bytes(rng.choice(b'ab"\n') for _ in range(size))
+        assert tables._count_byte_in(data, ord('"')) == data.count(b'"')
+
+
+def test_remote_files_are_counted_in_the_same_download(tmp_path):
+    fs = fsspec.filesystem("memory")
+    good = 'encord_text_id,caption\n1,"a\r\nb"\n2,"c ""d"""\n'
+    fs.pipe("/emm1-test/good.csv", good.encode())
+    fs.pipe("/emm1-test/bad.csv", (good + '3,"open\n4,x\n').encode())
+    try:
+        assert read_text("memory://emm1-test/good.csv") == {1: "a\r\nb", 2: 'c "d"'}
+        message = error_of(read_text, "memory://emm1-test/bad.csv")
+        assert "memory://emm1-test/bad.csv, line 5:" in message and "quote" in message
+    finally:
+        fs.rm("/emm1-test", recursive=True)
+
+
+# ---------------------------------------------------------------------------------------------- error lines
+
+
+def test_parse_error_line_after_multiline_captions(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_bytes(b'encord_text_id,caption\n1,"a\nb"\n\n2,"c\r\nd"\nx7,e\n')
+    message = error_of(read_text, str(path))
+    assert "line 7:" in message and "x7" in message and "Row #" not in message
+
+
+@pytest.mark.parametrize("bad, expected", [(b"12x", "12x"), (b"1,2,3", "Expected 3 columns, got 4")])
+def test_parse_error_in_a_later_byte_range_names_the_line(tmp_path, bad, expected):
+    path = tmp_path / "groups.csv"
+    lines = [b"encord_text_id,encord_image_id,nn_index"] + [b"%d,%d,1" % (i, i) for i in range(1, 400)]
+    lines[300] = b"300," + bad + (b"" if b"," in bad else b",1")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    header = read_header(str(path))
+    types = {c: pa.int64() for c in header}
+    messages = []
+    for start, end in byte_ranges(str(path), 1000):
+        try:
+            read_csv_range(str(path), start, end, header, types)
+        except EMM1DataError as err:
+            messages.append(str(err))
+    [message] = messages
+    assert f"{path}, line 301:" in message and expected in message
+
+
+def test_repeated_column_in_a_grouping_file(tmp_path):
+    tree = small_tree(tmp_path)
+    path = os.path.join(tree.phase1_dir, "nn_1", "data_groups.csv")
+    with open(path, "rb") as f:
+        data = f.read().split(b"\n", 1)
+    with open(path, "wb") as f:
+        f.write(data[0] + b",encord_image_id\n" + data[1].replace(b"\n", b",1\n"))
+    with pytest.raises(EMM1DataError, match="encord_image_id.*more than once"):
+        prepare(tree)
+
+
+# ---------------------------------------------------------------------------------------------- empty files
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"a,b\n", False), (b"a,b", False), (b"a,b\r\n\r\n\n", False), (b"\xef\xbb\xbfa,b\n", False),
+    (b"a,b\n1,2\n", True), (b"a,b\n\n\n1,2", True), (b"a,b\n" + b"\n" * 100_000 + b"1,2\n", True),
+])
+def test_has_data_rows(tmp_path, data, expected):
+    path = tmp_path / "t.csv"
+    path.write_bytes(data)
+    assert has_data_rows(str(path)) is expected
