@@ -44,6 +44,8 @@ from emm1_lib.lookup import TextInfo
 from emm1_lib.tables import DEFAULT_SHARD_BYTES
 from emm1_lib.tables import byte_ranges
 from emm1_lib.tables import check_columns
+from emm1_lib.tables import has_data_rows
+from emm1_lib.tables import range_row_line
 from emm1_lib.tables import read_csv_range
 from emm1_lib.tables import read_csv_table
 from emm1_lib.tables import read_header
@@ -134,6 +136,29 @@ def prefetched(items: Iterator) -> Iterator:
                 return
             pending = pool.submit(next, items, done)
             yield item
+
+
+def _require_rows(path: str) -> None:
+    """Name the file when it holds no data row: datasets would only say 'Instruction "train" corresponds to no data'."""
+    if not has_data_rows(path):
+        raise EMM1DataError(f"{path}: the file has no data rows (at most a header), so there is nothing to prepare. "
+                            "Is it truncated? Download it again.")
+
+
+def _check_nn_index(groups: pa.Table, groups_file: str, start: int, end: int) -> None:
+    """nn_index is a neighbour rank 1-16, stored as int8: name the line instead of a bare ArrowInvalid from the cast."""
+    nn_index = groups["nn_index"]
+    extremes = pc.min_max(nn_index)  # one pass; the row is looked for only when a value is out of range
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if nn_index.null_count == 0 and low is not None and 1 <= low and high <= NUM_NEIGHBOURS:
+        return
+    in_range = pc.and_(pc.greater_equal(nn_index, 1), pc.less_equal(nn_index, NUM_NEIGHBOURS))
+    row = pc.index(pc.fill_null(in_range, False), False).as_py()
+    line = range_row_line(groups_file, start, end, row)
+    raise EMM1DataError(
+        f"{groups_file}, line {line} (in bytes {start}-{end}): nn_index {nn_index[row].as_py()} "
+        f"(encord_text_id={groups['encord_text_id'][row].as_py()}) is not a neighbour rank 1-{NUM_NEIGHBOURS}."
+    )
 
 
 def _check_modalities(config: EMM1Config) -> List[str]:
@@ -293,6 +318,7 @@ class EMM1(datasets.ArrowBasedBuilder):
         self._root()  # fail before any work when the media root is unknown
         if not self.config.is_phase1:
             split_dir = self._phase2_dir()
+            _require_rows(join(split_dir, "triplets.csv"))
             if self.config.annotations:  # a bad filter value fails here, before any data is read
                 annotation_codes_for(self.config.annotations, list(self._annotation_mapping(split_dir)), self.info.features["annotation"].names)
             return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split_dir": split_dir})]
@@ -309,6 +335,7 @@ class EMM1(datasets.ArrowBasedBuilder):
                 raise EMM1DataError(f"config {self.config.name}: {groups_file} not found (neighbour file nn_{k}).")
             headers[groups_file] = tuple(read_header(groups_file))
             check_columns(groups_file, headers[groups_file], required)
+            _require_rows(groups_file)
             shards += [(groups_file, start, end, k) for start, end in byte_ranges(groups_file, self.config.shard_bytes)]
         if self.config.provenance_labels:
             self._set_provenance_labels(self._infos(split_dir, modalities)[1])
@@ -355,6 +382,8 @@ class EMM1(datasets.ArrowBasedBuilder):
                 groups = read_csv_range(groups_file, start, end, headers[groups_file], group_types)
                 if groups is None:
                     continue
+                if "nn_index" in groups.column_names:
+                    _check_nn_index(groups, groups_file, start, end)
                 for batch_index, batch in enumerate(groups.to_batches(max_chunksize=self.config.batch_size)):
                     yield table_key(shard_index, batch_index), self._phase1_table(batch, k, text, media, root, dangling)
 

@@ -54,6 +54,12 @@ def prepare(tree, config="phase1_nn1", **kwargs):
     return builder.as_dataset(split="train")
 
 
+def cause(error: BaseException) -> BaseException:
+    while error is not None and not isinstance(error, EMM1DataError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 # ---------------------------------------------------------------------------------------------- quoted line breaks
 
 
@@ -182,6 +188,24 @@ def test_repeated_column_in_a_grouping_file(tmp_path):
         f.write(data[0] + b",encord_image_id\n" + data[1].replace(b"\n", b",1\n"))
     with pytest.raises(EMM1DataError, match="encord_image_id.*more than once"):
         prepare(tree)
+
+
+# ---------------------------------------------------------------------------------------------- nn_index
+
+
+@pytest.mark.parametrize("value", ["0", "17", "-3", "", "300"])
+def test_nn_index_outside_1_to_16_names_the_line(tmp_path, value):
+    tree = small_tree(tmp_path)
+    path = os.path.join(tree.phase1_dir, "nn_1", "data_groups.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[10][rows[0].index("nn_index")] = value
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    with pytest.raises(Exception) as raised:
+        prepare(tree, shard_bytes=100)  # the bad row is in a later byte range
+    message = str(cause(raised.value))
+    assert f"{path}, line 11 (in bytes" in message and f"nn_index {value or None} " in message
 
 
 # ---------------------------------------------------------------------------------------------- empty files

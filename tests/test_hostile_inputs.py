@@ -233,17 +233,22 @@ def test_header_only_infos_table_makes_every_id_dangling(tmp_path):
     assert report.ok
 
 
-@pytest.mark.xfail(strict=True, reason="a grouping file with a header and no rows ends in datasets' "
-                   "'Instruction \"train\" corresponds to no data!' (docs/safety.md, open issue 4)")
 def test_header_only_grouping_file(tmp_path):
     tree = small_tree(tmp_path)
     path = groups(tree)
     write_lines(path, [read_lines(path)[0], b""])
-    try:
-        ds, _ = prepare(tree)
-        assert len(ds) == 0  # an empty dataset is acceptable ...
-    except Exception as error:  # ... and so is an error naming the file
-        assert path in str(behind(error))
+    with pytest.raises(EMM1DataError, match="no data rows") as raised:  # from _split_generators: not wrapped
+        prepare(tree)
+    assert path in str(raised.value)
+
+
+def test_header_only_triplets_file(tmp_path):
+    tree = small_tree(tmp_path)
+    path = os.path.join(tree.phase2_dir, "triplets.csv")
+    write_lines(path, [read_lines(path)[0], b"", b""])
+    with pytest.raises(EMM1DataError, match="no data rows") as raised:
+        prepare(tree, "phase2_triplets")
+    assert path in str(raised.value)
 
 
 # ---------------------------------------------------------------------------------------------- ids
@@ -409,14 +414,12 @@ def test_repeated_column_is_found_by_validate(tmp_path):
     assert one(validate_tree(tree.root).find("repeated_column", rel(path, tree))).severity == "error"
 
 
-@pytest.mark.xfail(strict=True, reason="nn_index outside int8 escapes as a bare pyarrow ArrowInvalid "
-                   "(docs/safety.md, open issue 5)")
 def test_nn_index_out_of_range(tmp_path):
     tree = small_tree(tmp_path)
     path = groups(tree)
     set_cell(path, 4, "nn_index", "300")
     message = data_error(tree)
-    assert path in message and "300" in message
+    assert path in message and "300" in message and "line 4" in message
 
 
 def test_nn_index_out_of_range_is_found_by_validate(tmp_path):
