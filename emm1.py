@@ -10,7 +10,6 @@ Usage (today's `datasets`): `import emm1; datasets.load_dataset("emm1", "phase1_
 Usage (`datasets` 3.6): `datasets.load_dataset("path/to/emm1.py", "phase1_nn1", data_dir=..., trust_remote_code=True)`.
 The metadata CSVs of both schema generations (the seed draft and the release) are accepted.
 """
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from emm1_lib.compat import register_builder_module
 from emm1_lib.compat import root_from_environment
 from emm1_lib.compat import table_key
 from emm1_lib.errors import DanglingIdWarning
-from emm1_lib.export import resolve  # noqa: F401  (emm1.resolve: a loaded export back to media)
+from emm1_lib.export import resolve  # noqa: F401  (re-exported: emm1.resolve turns a loaded export back into media)
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.features import media_feature
 from emm1_lib.layout import EMM1_CITATION
@@ -47,7 +46,6 @@ from emm1_lib.tables import check_columns
 from emm1_lib.tables import has_data_rows
 from emm1_lib.tables import range_row_line
 from emm1_lib.tables import read_csv_range
-from emm1_lib.tables import read_csv_table
 from emm1_lib.tables import read_header
 from emm1_lib.triplets import DEFAULT_ANNOTATION_LABELS
 from emm1_lib.triplets import annotation_codes_for

@@ -20,7 +20,6 @@ Usage (`datasets` 3.6):
 `datasets.load_dataset("path/to/eshot.py", "eshot_audio", data_dir=..., trust_remote_code=True)`.
 Evaluate with the `metrics/eshot` metric (see its card).
 """
-import os
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Dict

@@ -3,7 +3,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from .sample import SCHEMAS
 from .sample import generate_sample_tree

@@ -7,7 +7,7 @@ and the media decoders. Every case ends in one of:
 - a documented, counted skip (dangling ids: null + `DanglingIdWarning`; the validator warns and counts);
 - identical results (BOM, CRLF, extra columns).
 Cases marked `xfail(strict=True)` document the expected behaviour that the shared code does not have yet; the
-fix for each is in docs/safety.md ("Open issues"). When a fix lands the test passes, the strict xfail turns into
+fix for each is in the README, "Safety" ("Open issues"). When a fix lands the test passes, the strict xfail turns into
 a failure, and the marker must be removed.
 """
 import csv
