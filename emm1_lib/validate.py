@@ -43,7 +43,7 @@ from .tables import DEFAULT_SHARD_BYTES, byte_ranges, check_columns, open_binary
 from .tables import read_csv_table, read_header
 from .triplets import DEFAULT_ANNOTATION_LABELS, RELEASED_COLUMNS, SEED_COLUMNS, read_annotation_labels
 
-try:  # a public name once paths.py exports it (see docs/safety.md); the regex is the builder's either way
+try:  # a public name once paths.py exports it (see the README, "Safety"); the regex is the builder's either way
     from .paths import unsafe_mask as _unsafe_mask
 except ImportError:  # pragma: no cover - depends on the shared module's version
     from .paths import _unsafe_mask
