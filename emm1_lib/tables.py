@@ -233,9 +233,12 @@ def _parse_error(path: str, err: Exception, line: Optional[int], start_byte: int
     )
 
 
-def _first_bad_quote_line(path: str) -> Optional[int]:
-    """The line where the first record with broken quoting starts: a quote never closed, text after a
-    closing quote, or an odd number of quotes. Python's strict csv parser: slow, for the error only."""
+def first_bad_quote_line(path: str) -> Optional[int]:
+    """The line (1-based, header = 1) where the first record with broken quoting starts: a quote never
+    closed, text after a closing quote, or an odd number of quotes; None when the quoting is sound.
+
+    Python's strict csv parser: slow, so call it only once a read was refused (the reader's error message
+    and `emm1 validate` use it to name the line)."""
     with open_binary(path) as f:
         text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace", newline="")
         record_lines: List[str] = []
@@ -259,7 +262,7 @@ def _first_bad_quote_line(path: str) -> Optional[int]:
 
 
 def _unbalanced_quote_error(path: str) -> EMM1DataError:
-    line = _first_bad_quote_line(path)
+    line = first_bad_quote_line(path)
     where = f", line {line}" if line else ""
     return EMM1DataError(
         f"{path}{where}: the file has an odd number of double quotes, so a quoted field is never closed (or a stray "
