@@ -10,7 +10,8 @@ row with nulls and counts them), unsafe path parts, and with `check_media` missi
 files that resolve (through symlinks) outside the media root.
 
 Severity follows the builders: an *error* is something `download_and_prepare` (or decoding, for
-media) refuses; a *warning* is a documented, counted skip (dangling ids become nulls); a *note* is
+media) refuses; a *warning* is a documented, counted skip (dangling ids become nulls) or a value the builder keeps
+but that looks wrong (an nn_index other than the k of its folder nn_k); a *note* is
 information (extra columns, identical duplicate rows, which are kept).
 
 Python: `report = validate_tree(data_dir, root_data_path=None, check_media=False)`, then
@@ -19,7 +20,6 @@ Command line: `emm1 validate DATA_DIR [--root-data-path R] [--check-media] [--js
 0 when there are no errors, 1 otherwise (2 for bad arguments).
 """
 import argparse
-import csv
 import io
 import json
 import os
@@ -40,7 +40,7 @@ from .layout import exists, is_remote, join, missing_names, normalize_root
 from .lookup import DanglingCount, IdLookup
 from .paths import join_media_paths
 from .tables import DEFAULT_SHARD_BYTES, byte_ranges, check_columns, open_binary, read_csv_range
-from .tables import read_csv_table, read_header
+from .tables import first_bad_quote_line, read_csv_table, read_header
 from .triplets import DEFAULT_ANNOTATION_LABELS, RELEASED_COLUMNS, SEED_COLUMNS, read_annotation_labels
 
 try:  # a public name once paths.py exports it (see the README, "Safety"); the regex is the builder's either way
@@ -297,13 +297,15 @@ def _parse_int(value: Optional[bytes]) -> Tuple[bool, Optional[int]]:
 
 def _diagnose_csv(ctx: _Context, path: str, header: List[str], types: Dict[str, pa.DataType], reason: str,
                   split: Optional[str], modality: Optional[str], source: Optional[bytes] = None,
-                  first_line: int = 1) -> Optional[_Table]:
+                  first_line: int = 1, explained: bool = False) -> Optional[_Table]:
     """Re-read a CSV a shared reader refused, listing every bad line; return the good rows.
 
     Every wanted column is read as bytes with pyarrow's `invalid_row_handler` (rows with the wrong
     number of fields are recorded and skipped), then each cell is checked (UTF-8; integers for id
     columns). Bad lines are reported and left out; the remaining rows get the wanted types.
     `source` (bytes, no header line) with `first_line` reads a byte range of a larger file.
+    `reason` (the shared reader's refusal) is reported as `unparsable` when no bad line is found, unless
+    the caller already reported it (`explained`).
     """
     wanted = [c for c in types if c in header]
     skipped: List[Tuple[int, int, str]] = []
@@ -397,7 +399,7 @@ def _diagnose_csv(ctx: _Context, path: str, header: List[str], types: Dict[str, 
             if text is None:
                 text = pa.array([None if v is None else v.decode("utf-8", "replace") for v in cells.to_pylist()], pa.string())
             columns[name] = text
-    if not found_any:
+    if not found_any and not explained:
         ctx.error("unparsable", path, reason, split=split, modality=modality)
     keep = ~bad
     table = pa.table({name: columns[name] for name in wanted} if wanted else {"_": pa.nulls(raw.num_rows)})
@@ -405,48 +407,14 @@ def _diagnose_csv(ctx: _Context, path: str, header: List[str], types: Dict[str, 
     return _Table(path, list(header), table, kept_lines[keep])
 
 
-def _count_quotes(path: str) -> int:
-    total = 0
-    with open_binary(path) as f:
-        while True:
-            block = f.read(_BLOCK)
-            if not block:
-                return total
-            total += block.count(b'"')
-
-
-def _strict_scan(path: str) -> Optional[Tuple[int, str]]:
-    """(line, message) of the first quoting error by Python's strict CSV parser, or None."""
-    with open_binary(path) as f:
-        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace", newline="")
-        reader = csv.reader(text, strict=True)
-        try:
-            for _ in reader:
-                pass
-        except csv.Error as err:
-            return reader.line_num, str(err)
-    return None
-
-
-def _check_quoting(ctx: _Context, path: str, split: Optional[str], modality: Optional[str]) -> None:
-    """An odd number of double quotes means a quote is never closed: pyarrow then silently merges
-    the following lines into one value (rows vanish). Locate it with the strict csv parser."""
-    if _count_quotes(path) % 2 == 0:
-        return
-    located = _strict_scan(path)
-    where = f" Python's strict CSV parser stops at line {located[0]}: {located[1]}." if located else ""
-    ctx.error(
-        "unbalanced_quote", path,
-        "the file has an odd number of double quotes, so a quoted field is never closed (or a stray quote sits "
-        "inside a value): a CSV reader merges the lines that follow into one value and those rows are lost." + where,
-        lines=[located[0]] if located else [], split=split, modality=modality,
-    )
-
-
 def _read_table(ctx: _Context, path: str, types: Dict[str, pa.DataType], required: Sequence[str],
-                known: Sequence[str], split: str, modality: Optional[str], split_report: SplitReport,
-                quoting: bool = True) -> Optional[_Table]:
-    """Read a whole CSV with the builder's reader, falling back to the diagnostic reader."""
+                known: Sequence[str], split: str, modality: Optional[str], split_report: SplitReport) -> Optional[_Table]:
+    """Read a whole CSV with the builder's reader, falling back to the diagnostic reader.
+
+    Broken quoting is found by the shared reader (it refuses an odd number of double quotes) and located
+    with its own `first_bad_quote_line`: one `unbalanced_quote` finding, with the line, carrying the
+    reader's message; the diagnostic reader then lists the other bad lines.
+    """
     try:
         header = read_header(path)
     except EMM1DataError as err:
@@ -454,12 +422,13 @@ def _read_table(ctx: _Context, path: str, types: Dict[str, pa.DataType], require
         return None
     if not _check_header(ctx, path, header, required, known, split, modality):
         return None
-    if quoting:
-        _check_quoting(ctx, path, split, modality)
     try:
         table = _Table(path, header, read_csv_table(path, types, required))
     except EMM1DataError as err:
-        table = _diagnose_csv(ctx, path, header, types, str(err), split, modality)
+        quote_line = first_bad_quote_line(path)
+        if quote_line is not None:
+            ctx.error("unbalanced_quote", path, str(err), lines=[quote_line], split=split, modality=modality)
+        table = _diagnose_csv(ctx, path, header, types, str(err), split, modality, explained=quote_line is not None)
     if table is not None:
         split_report.tables[path] = table.num_rows
     return table
@@ -467,21 +436,18 @@ def _read_table(ctx: _Context, path: str, types: Dict[str, pa.DataType], require
 
 def _check_header(ctx: _Context, path: str, header: List[str], required: Sequence[str], known: Sequence[str],
                   split: str, modality: Optional[str]) -> bool:
-    """Report missing (error), repeated (error) and unknown (note) columns; False when unusable."""
+    """Report missing (error), repeated (error) and unknown (note) columns; False when unusable.
+
+    The shared reader's `check_columns` decides and words both errors; it stops at the first (missing
+    before repeated), so it is asked about the repeated names alone (nothing required) as well."""
     ok = True
-    if missing_names(required, header):
+    checks = [("repeated_column", ())] + ([("missing_column", required)] if missing_names(required, header) else [])
+    for code, needed in checks:
         try:
-            check_columns(path, header, required)
+            check_columns(path, header, needed)
         except EMM1DataError as err:
-            ctx.error("missing_column", path, str(err), lines=[1], split=split, modality=modality)
-        ok = False
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        ctx.error("repeated_column", path,
-                  f"column(s) {repeated} appear more than once in the header {header}; which one a reader uses is "
-                  "arbitrary. Rename or remove the extra column.", lines=[1], values=repeated,
-                  split=split, modality=modality)
-        ok = False
+            ctx.error(code, path, str(err), lines=[1], split=split, modality=modality)
+            ok = False
     extra = [c for c in header if c not in known and c not in required]
     if extra:
         ctx.note("extra_column", path, f"column(s) {extra} are not used by the builders (ignored).",
@@ -700,6 +666,12 @@ def _duplicate_count(hashes: List[np.ndarray]) -> int:
 # ---------------------------------------------------------------------------------------------- phase 1
 
 
+def _phase1_state() -> Dict[str, list]:
+    """What the shards of one grouping file add up: rows, row hashes, and the lines and values of nn_index
+    outside 1-16 (`bad_nn`) or in range but not the folder's k (`other_nn`)."""
+    return {"rows": 0, "hashes": [], "bad_nn": [], "bad_nn_values": [], "other_nn": [], "other_nn_values": []}
+
+
 def _validate_phase1(ctx: _Context, split: SplitReport, modalities: Sequence[str], shard_bytes: int,
                      check_media: bool) -> Dict[str, _Infos]:
     infos_dir = join(split.path, "infos")
@@ -732,7 +704,7 @@ def _validate_phase1(ctx: _Context, split: SplitReport, modalities: Sequence[str
         infos_of = {"text": text, **media}
         accs = {m: _RefAccumulator(infos_of[m], DanglingCount(id_columns[m], infos_of[m].path if infos_of[m] else ""))
                 for m in id_columns}
-        state = {"rows": 0, "hashes": [], "bad_nn": [], "bad_nn_values": []}
+        state = _phase1_state()
 
         def consume(t: _Table) -> None:
             lines = t.lines if t.lines is not None else np.arange(2, t.num_rows + 2, dtype=np.int64)
@@ -742,10 +714,13 @@ def _validate_phase1(ctx: _Context, split: SplitReport, modalities: Sequence[str
                 accs[m].add(t.table[column], lines)
             if "nn_index" in t.table.column_names:
                 nn = t.table["nn_index"]
-                wrong = np.flatnonzero(pc.fill_null(pc.not_equal(nn, k), True).to_numpy(zero_copy_only=False))
-                if len(wrong):
-                    state["bad_nn"].append(lines[wrong])
-                    state["bad_nn_values"].extend(pc.take(nn, pa.array(wrong[:MAX_LISTED])).to_pylist())
+                # the builder refuses a rank outside 1-16 (or none) and keeps any other value as it is
+                in_range = pc.fill_null(pc.and_(pc.greater_equal(nn, 1), pc.less_equal(nn, NUM_NEIGHBOURS)), False)
+                for kind, mask in (("bad_nn", pc.invert(in_range)), ("other_nn", pc.and_(in_range, pc.not_equal(nn, k)))):
+                    rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+                    if len(rows):
+                        state[kind].append(lines[rows])
+                        state[kind + "_values"].extend(pc.take(nn, pa.array(rows[:MAX_LISTED])).to_pylist())
             state["hashes"].append(_row_hashes(t.table, [c for c in t.table.column_names]))
 
         failed = None
@@ -761,7 +736,7 @@ def _validate_phase1(ctx: _Context, split: SplitReport, modalities: Sequence[str
         if failed is not None:  # start again on the whole file, listing every bad line
             for m in accs:
                 accs[m] = _RefAccumulator(infos_of[m], DanglingCount(id_columns[m], infos_of[m].path if infos_of[m] else ""))
-            state = {"rows": 0, "hashes": [], "bad_nn": [], "bad_nn_values": []}
+            state = _phase1_state()
             t = _diagnose_csv(ctx, path, header, types, failed, split.name, None)
             if t is None:
                 continue
@@ -769,12 +744,17 @@ def _validate_phase1(ctx: _Context, split: SplitReport, modalities: Sequence[str
         split.tables[path] = state["rows"]
         for m, column in id_columns.items():
             _flush_references(ctx, path, column, accs[m], split.stats(m), split.name, m)
-        if state["bad_nn"]:
-            lines = np.concatenate(state["bad_nn"])
-            ctx.error("bad_value", path,
-                      f"{len(lines)} row(s) have nn_index != {k} (the neighbour rank of the folder nn_{k}); "
-                      "the builder's nn_index column is int8 1-16.", lines=lines, values=state["bad_nn_values"],
-                      count=len(lines), split=split.name)
+        nn_findings = (
+            ("bad_nn", "error", "bad_value", f"an nn_index that is not a neighbour rank 1-{NUM_NEIGHBOURS} (or none); "
+             "the builder refuses the file (its nn_index column is int8 1-16)."),
+            ("other_nn", "warning", "nn_index_mismatch", f"an nn_index other than {k}, the neighbour rank of the folder "
+             f"nn_{k}; the builder does not check this and keeps the file's value."),
+        )
+        for kind, severity, code, what in nn_findings:
+            if state[kind]:
+                lines = np.concatenate(state[kind])
+                ctx.add(severity, code, path, f"{len(lines)} row(s) have {what}", lines=lines,
+                        values=state[kind + "_values"][:MAX_LISTED], count=len(lines), split=split.name)
         dup = _duplicate_count(state["hashes"])
         if dup:
             split.duplicate_rows[path] = dup

@@ -154,8 +154,11 @@ def _unterminated_caption(tree):
 def test_unterminated_quote_is_found_by_validate(tmp_path):
     tree = small_tree(tmp_path)
     path = _unterminated_caption(tree)
-    finding = one(validate_tree(tree.root).find("unbalanced_quote", rel(path, tree)))
-    assert finding.severity == "error" and finding.lines and finding.lines[0] >= 5
+    report = validate_tree(tree.root)
+    finding = one(report.find("unbalanced_quote", rel(path, tree)))
+    assert finding.severity == "error" and finding.lines == [5] and "line 5" in finding.message
+    assert finding.message.count("odd number of double quotes") == 1  # the shared reader's words, once
+    assert one(report.find(file=rel(path, tree), severity="error")) is finding  # no second `unparsable` finding
 
 
 def test_unterminated_quote_is_refused_by_the_builder(tmp_path):
@@ -411,7 +414,21 @@ def test_repeated_column_is_found_by_validate(tmp_path):
     path = infos(tree, "image")
     lines = read_lines(path)
     write_lines(path, [lines[0] + b",file_name"] + [line + b",x.jpg" if line else line for line in lines[1:]])
-    assert one(validate_tree(tree.root).find("repeated_column", rel(path, tree))).severity == "error"
+    report = validate_tree(tree.root)
+    finding = one(report.find("repeated_column", rel(path, tree)))
+    assert finding.severity == "error" and finding.lines == [1] and "file_name" in finding.message
+    assert one(report.find(file=rel(path, tree), severity="error")) is finding
+
+
+def test_repeated_and_missing_columns_are_both_found_by_validate(tmp_path):
+    tree = small_tree(tmp_path)
+    path = infos(tree, "image")
+    lines = read_lines(path)
+    header = lines[0].replace(b"save_folder", b"file_name")  # save_folder missing, file_name twice
+    write_lines(path, [header] + lines[1:])
+    report = validate_tree(tree.root)
+    assert "save_folder" in one(report.find("missing_column", rel(path, tree))).message
+    assert "file_name" in one(report.find("repeated_column", rel(path, tree))).message
 
 
 def test_nn_index_out_of_range(tmp_path):
@@ -426,8 +443,22 @@ def test_nn_index_out_of_range_is_found_by_validate(tmp_path):
     tree = small_tree(tmp_path)
     path = groups(tree)
     set_cell(path, 4, "nn_index", "300")
-    finding = one(validate_tree(tree.root).find("bad_value", rel(path, tree)))
-    assert finding.lines == [4] and finding.values == [300]
+    report = validate_tree(tree.root)
+    finding = one(report.find("bad_value", rel(path, tree)))
+    assert finding.severity == "error" and finding.lines == [4] and finding.values == [300]
+    assert not report.find("nn_index_mismatch")  # one problem, one finding
+
+
+def test_nn_index_of_another_folder_is_kept_and_warned_about(tmp_path):
+    tree = small_tree(tmp_path)
+    path = groups(tree)
+    set_cell(path, 4, "nn_index", "2")  # a rank 1-16, but not the k of nn_1
+    ds, _ = prepare(tree)
+    assert sorted(set(ds["nn_index"])) == [1, 2]  # the builder keeps the file's value
+    report = validate_tree(tree.root)
+    assert report.ok and report.exit_code == 0
+    finding = one(report.find("nn_index_mismatch", rel(path, tree)))
+    assert finding.severity == "warning" and finding.lines == [4] and finding.values == [2]
 
 
 # ---------------------------------------------------------------------------------------------- unsafe paths

@@ -197,3 +197,15 @@ def test_scale_one_million_rows(tmp_path):
     elapsed = time.perf_counter() - start
     assert report.ok and report.split("phase1").modalities["image"].dangling == 10
     assert elapsed < 60, elapsed
+
+
+def test_unclosed_quote_and_other_bad_lines_are_each_reported_once(tmp_path):
+    tree = generate_sample_tree(str(tmp_path / "quotes"), num_neighbours=1, num_captions=12)
+    path = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    _set_line(path, 3, lambda l: b"abc" + l[l.index(b","):])  # an id that is no integer
+    _set_line(path, 8, lambda l: l + b' "never closed')  # the rest of the file merges into one caption
+    report = validate_tree(tree.root)
+    assert report.exit_code == 1
+    found = {(f.code, tuple(f.lines)) for f in report.find(file="e-mm1_100m/infos/text.csv", severity="error")}
+    assert found == {("not_integer", (3,)), ("unbalanced_quote", (8,))}, report.to_text()
+    assert "line 8" in report.find("unbalanced_quote")[0].message
