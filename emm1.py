@@ -118,6 +118,10 @@ class EMM1Config(datasets.BuilderConfig):
         return self.name.startswith("phase1")
 
 
+# Threads building the media columns of a phase-1 table, beside the thread that builds its text columns.
+_TABLE_WORKERS = 2
+
+
 def prefetched(items: Iterator) -> Iterator:
     """Yield from `items`, computing the next item in a background thread while the caller handles this one.
 
@@ -374,7 +378,7 @@ class EMM1(datasets.ArrowBasedBuilder):
         dangling = {"text": DanglingCount("encord_text_id", text.source)}
         dangling.update({m: DanglingCount(f"encord_{m}_id", media[m].source) for m in modalities})
 
-        def tables():
+        def tables(pool):
             for shard_index, (groups_file, start, end, k) in enumerate(shards):
                 pa.default_memory_pool().release_unused()  # the last range's freed buffers (~25 MB less peak)
                 groups = read_csv_range(groups_file, start, end, headers[groups_file], group_types)
@@ -383,12 +387,36 @@ class EMM1(datasets.ArrowBasedBuilder):
                 if "nn_index" in groups.column_names:
                     _check_nn_index(groups, groups_file, start, end)
                 for batch_index, batch in enumerate(groups.to_batches(max_chunksize=self.config.batch_size)):
-                    yield table_key(shard_index, batch_index), self._phase1_table(batch, k, text, media, root, dangling)
+                    yield table_key(shard_index, batch_index), self._phase1_table(batch, k, text, media, root, dangling, pool)
 
-        yield from prefetched(tables())
+        # The modalities of a table are built side by side: Arrow's gathers and joins release the GIL,
+        # and the main thread mostly waits for the next table (writing is the lighter half).
+        with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
+            yield from prefetched(tables(pool))
         self._warn_dangling(dangling.values())
 
-    def _phase1_table(self, groups, k: int, text: TextInfo, media: Dict[str, MediaInfo], root: str, dangling) -> pa.Table:
+    def _phase1_table(self, groups, k: int, text: TextInfo, media: Dict[str, MediaInfo], root: str, dangling,
+                      pool: Optional[ThreadPoolExecutor] = None) -> pa.Table:
+        """One output table; with a `pool`, the media modalities are built on it while this thread does the text."""
+
+        def media_columns(m: str) -> Dict[str, pa.Array]:
+            # This thread built an earlier table, freed since by the writer: mimalloc hands those pages back
+            # only to the heap of the thread that allocated them (full-size peak 1.52 GB instead of 1.61 GB).
+            pa.default_memory_pool().release_unused()
+            info = media[m]
+            ids = groups.column(f"encord_{m}_id")
+            positions = info.lookup.positions(ids)
+            dangling[m].add(ids, positions)  # one counter per modality: no two threads share one
+            paths = info.file_paths(positions, root, self._folder(m))
+            columns = {f"encord_{m}_id": ids}
+            if self.config.file_path_columns:
+                columns[f"{m}_file_path"] = paths
+            columns[m] = paths
+            for column in PROVENANCE_COLUMNS:
+                columns[f"{m}_{column}"] = self._provenance(info, column, positions, self.info.features[f"{m}_{column}"])
+            return columns
+
+        pending = [pool.submit(media_columns, m) for m in media] if pool is not None else None
         text_ids = groups.column("encord_text_id")
         text_positions = text.lookup.positions(text_ids)
         dangling["text"].add(text_ids, text_positions)
@@ -397,17 +425,8 @@ class EMM1(datasets.ArrowBasedBuilder):
         else:  # the seed draft's files carry no nn_index column: it is the folder's k
             nn_index = pa.array([k] * len(groups), pa.int8())
         columns = {"encord_text_id": text_ids, "caption": text.caption_at(text_positions), "nn_index": nn_index}
-        for m, info in media.items():
-            ids = groups.column(f"encord_{m}_id")
-            positions = info.lookup.positions(ids)
-            dangling[m].add(ids, positions)
-            paths = info.file_paths(positions, root, self._folder(m))
-            columns[f"encord_{m}_id"] = ids
-            if self.config.file_path_columns:
-                columns[f"{m}_file_path"] = paths
-            columns[m] = paths
-            for column in PROVENANCE_COLUMNS:
-                columns[f"{m}_{column}"] = self._provenance(info, column, positions, self.info.features[f"{m}_{column}"])
+        for part in ([f.result() for f in pending] if pending is not None else map(media_columns, media)):
+            columns.update(part)
         return cast_table_to_features(pa.table(columns), self.info.features)
 
     @staticmethod
