@@ -3,8 +3,9 @@ import argparse
 import importlib
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from .layout import MODALITIES
 from .sample import SCHEMAS
 from .sample import generate_sample_tree
 
@@ -13,6 +14,14 @@ _MODULE_COMMANDS = {
     "export": ("emm1_lib.export", "write a prepared config as a Hub dataset repo (Parquet + card)"),
     "validate": ("emm1_lib.validate", "check a metadata tree (and media) and report every problem"),
 }
+
+
+def media_folder_arg(text: str) -> Tuple[str, str]:
+    """argparse type of `--media-folder MODALITY=FOLDER` (`emm1 export`, `emm1 validate`)."""
+    modality, sep, folder = text.partition("=")
+    if not sep or modality not in MODALITIES or not folder:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MODALITY=FOLDER with MODALITY in {list(MODALITIES)}")
+    return modality, folder
 
 
 def default_cache_dir() -> str:

@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.table import cast_table_to_features
 
+from .cli import media_folder_arg
 from .errors import EMM1DataError
 from .features import media_feature
 from .hub_card import DEFAULT_REPO_ID
@@ -549,13 +550,6 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def _media_folder(text: str) -> Tuple[str, str]:
-    modality, sep, folder = text.partition("=")
-    if not sep or modality not in MODALITIES or not folder:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected MODALITY=FOLDER with MODALITY in {list(MODALITIES)}")
-    return modality, folder
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emm1 export",
@@ -571,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-files", type=int, default=DEFAULT_MIN_FILES,
                         help=f"at least this many files per large split (default {DEFAULT_MIN_FILES})")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, help="media modalities to keep (default all)")
-    parser.add_argument("--media-folder", action="append", type=_media_folder, default=[], metavar="MODALITY=FOLDER",
+    parser.add_argument("--media-folder", action="append", type=media_folder_arg, default=[], metavar="MODALITY=FOLDER",
                         help="per-modality folder name in paths, e.g. audio=video (repeatable)")
     parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="Hub repo id shown in the card's examples")
     parser.add_argument("--cache-dir", help="datasets cache for the prepared configs")

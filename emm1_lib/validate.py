@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .cli import media_folder_arg
 from .errors import EMM1DataError
 from .layout import ESHOT_FOLDERS, MODALITIES, NUM_NEIGHBOURS, PHASE1_FOLDERS, PHASE2_FOLDERS
 from .layout import exists, is_remote, join, missing_names, normalize_root
@@ -1196,7 +1197,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="threads stat-ing media files")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None)
-    parser.add_argument("--media-folder", action="append", default=[], metavar="MODALITY=FOLDER",
+    parser.add_argument("--media-folder", action="append", type=media_folder_arg, default=[], metavar="MODALITY=FOLDER",
                         help="folder replacing {modality} in media paths, e.g. audio=video (repeatable)")
     parser.add_argument("--on-missing-media", choices=("error", "null"), default="error",
                         help="'null': missing media are warnings (as decoding gives None)")
@@ -1210,19 +1211,13 @@ def cli(argv: Optional[List[str]] = None) -> int:
     """`emm1 validate ...`: print the report (text or JSON); 0 when no errors, 1 otherwise."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    folders = {}
-    for item in args.media_folder:
-        modality, sep, folder = item.partition("=")
-        if not sep or modality not in MODALITIES or not folder:
-            parser.error(f"--media-folder {item!r}: expected MODALITY=FOLDER with MODALITY in {list(MODALITIES)}")
-        folders[modality] = folder
     report = validate_tree(
         args.data_dir,
         root_data_path=args.root_data_path,
         check_media=args.check_media,
         workers=args.workers,
         modalities=args.modalities,
-        media_folders=folders,
+        media_folders=dict(args.media_folder),
         on_missing_media=args.on_missing_media,
         allow_outside_root=args.allow_outside_root,
         shard_bytes=args.shard_bytes,
