@@ -40,6 +40,7 @@ from emm1_lib.layout import normalize_root
 from emm1_lib.lookup import DanglingCount
 from emm1_lib.lookup import MediaInfo
 from emm1_lib.lookup import TextInfo
+from emm1_lib.media_files import check_on_missing_media
 from emm1_lib.tables import DEFAULT_SHARD_BYTES
 from emm1_lib.tables import byte_ranges
 from emm1_lib.tables import check_columns
@@ -170,8 +171,7 @@ def _check_modalities(config: EMM1Config) -> List[str]:
     unknown_folders = [m for m in config.media_folders if m not in MODALITIES]
     if unknown_folders:
         raise ValueError(f"{config.name}: media_folders has unknown modalities {unknown_folders}.")
-    if config.on_missing_media not in ("error", "null"):
-        raise ValueError(f"{config.name}: on_missing_media={config.on_missing_media!r}; use 'error' or 'null'.")
+    check_on_missing_media(config.on_missing_media)
     return [m for m in MODALITIES if m in config.modalities]  # canonical order
 
 

@@ -48,6 +48,7 @@ from emm1_lib.layout import EMM1_CITATION
 from emm1_lib.layout import EMM1_HOMEPAGE
 from emm1_lib.layout import join
 from emm1_lib.layout import normalize_root
+from emm1_lib.media_files import check_on_missing_media
 from emm1_lib.paths import join_media_paths
 
 logger = datasets.utils.logging.get_logger(__name__)
@@ -108,10 +109,7 @@ class EShot(datasets.ArrowBasedBuilder):
         unknown = [m for m in self.config.media_folders if m not in ESHOT_MODALITIES]
         if unknown:
             raise ValueError(f"{self.config.name}: media_folders has unknown modalities {unknown}.")
-        if self.config.on_missing_media not in ("error", "null"):
-            raise ValueError(
-                f"{self.config.name}: on_missing_media={self.config.on_missing_media!r}; use 'error' or 'null'."
-            )
+        check_on_missing_media(self.config.on_missing_media)
         return modality
 
     def _eshot_dir(self) -> str:

@@ -39,6 +39,7 @@ from .errors import EMM1DataError
 from .layout import ESHOT_FOLDERS, MODALITIES, NUM_NEIGHBOURS, PHASE1_FOLDERS, PHASE2_FOLDERS
 from .layout import exists, is_remote, join, missing_names, normalize_root
 from .lookup import DanglingCount, IdLookup
+from .media_files import check_on_missing_media
 from .paths import join_media_paths
 from .tables import DEFAULT_SHARD_BYTES, byte_ranges, check_columns, open_binary, read_csv_range
 from .tables import first_bad_quote_line, read_csv_table, read_header
@@ -1131,8 +1132,7 @@ def validate_tree(
     if unknown:
         raise ValueError(f"modalities: unknown {unknown}; choose from {list(MODALITIES)}")
     modalities = [m for m in MODALITIES if m in (modalities or MODALITIES)]
-    if on_missing_media not in ("error", "null"):
-        raise ValueError(f"on_missing_media={on_missing_media!r}; use 'error' or 'null'.")
+    check_on_missing_media(on_missing_media)
     media_folders = dict(media_folders or {})
     root = root_data_path or os.environ.get("ROOT_DATA_PATH")
     data_dir = normalize_root(data_dir)
