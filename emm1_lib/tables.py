@@ -10,7 +10,8 @@ import os
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
+from contextlib import ExitStack
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec
 import numpy as np
@@ -24,6 +25,8 @@ from .layout import missing_names
 # Grouping rows are short lines of integers, so a byte range of this size holds ~500k rows.
 DEFAULT_SHARD_BYTES = 16 << 20
 _READ_BLOCK_BYTES = 16 << 20
+# Blocks of the streaming reader (`iter_csv_batches`): its memory is a few blocks, whatever the file's size.
+_STREAM_BLOCK_BYTES = 4 << 20
 # Bytes counted at a time: numpy's comparison scratch stays in cache (~4x faster than bytes.count).
 _COUNT_BLOCK_BYTES = 1 << 18
 _QUOTE = ord('"')
@@ -332,6 +335,38 @@ def read_csv_table(
     if quotes % 2:
         raise _unbalanced_quote_error(path)
     return table
+
+
+def iter_csv_batches(
+    path: str,
+    column_types: Dict[str, pa.DataType],
+    required: Sequence[str],
+) -> Iterator[pa.RecordBatch]:
+    """`read_csv_table`, batch by batch: Arrow's streaming reader parses one block at a time.
+
+    For a table whose consumer keeps a fraction of it (or moves it out of memory): the whole-table
+    reader holds every block's parse state until the end. Same checks and errors as `read_csv_table`;
+    the quote check runs after the last batch, so consume them all before trusting any.
+    """
+    header = read_header(path)
+    check_columns(path, header, required)
+    read_options = pacsv.ReadOptions(block_size=_STREAM_BLOCK_BYTES)
+    convert_options = _convert_options(header, column_types)
+    with ExitStack() as stack:
+        if is_remote(path):
+            counted = _QuoteCountingFile(stack.enter_context(open_binary(path)))
+            source, quote_count = counted, lambda: counted.quotes
+        else:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-quotes"))
+            source, quote_count = path, pool.submit(_count_byte, path, _QUOTE).result
+            read_options.block_size = _block_size_keeping_crlf(path, read_options.block_size)
+        try:
+            yield from pacsv.open_csv(source, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
+                                      convert_options=convert_options)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise _whole_table_error(path, err, convert_options) from err
+        if quote_count() % 2:
+            raise _unbalanced_quote_error(path)
 
 
 # ---------------------------------------------------------------------------------------------- byte ranges

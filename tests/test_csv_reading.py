@@ -14,6 +14,7 @@ from emm1_lib.errors import EMM1DataError
 from emm1_lib.sample import generate_sample_tree
 from emm1_lib.tables import byte_ranges
 from emm1_lib.tables import has_data_rows
+from emm1_lib.tables import iter_csv_batches
 from emm1_lib.tables import read_csv_range
 from emm1_lib.tables import read_csv_table
 from emm1_lib.tables import read_header
@@ -29,9 +30,16 @@ def write_text_csv(path, captions, line_end="\n"):
     return str(path)
 
 
-def read_text(path):
-    table = read_csv_table(path, TEXT_TYPES, TEXT_COLUMNS)
+def read_text(path, reader="table"):
+    """`{id: caption}` through the whole-table reader or the streaming one (`iter_csv_batches`)."""
+    if reader == "table":
+        table = read_csv_table(path, TEXT_TYPES, TEXT_COLUMNS)
+    else:
+        table = pa.Table.from_batches(list(iter_csv_batches(path, TEXT_TYPES, TEXT_COLUMNS)))
     return dict(zip(table["encord_text_id"].to_pylist(), table["caption"].to_pylist()))
+
+
+READERS = pytest.mark.parametrize("reader", ["table", "stream"])
 
 
 def error_of(call, *args) -> str:
@@ -63,14 +71,16 @@ def cause(error: BaseException) -> BaseException:
 # ---------------------------------------------------------------------------------------------- quoted line breaks
 
 
+@READERS
 @pytest.mark.parametrize("line_end", ["\n", "\r\n"])
-def test_quoted_line_breaks_survive_byte_exact(tmp_path, line_end):
+def test_quoted_line_breaks_survive_byte_exact(tmp_path, line_end, reader):
     path = write_text_csv(tmp_path / "text.csv", MULTILINE, line_end)
-    assert read_text(path) == MULTILINE
+    assert read_text(path, reader) == MULTILINE
 
 
+@READERS
 @pytest.mark.parametrize("where", ["local", "remote"])
-def test_quoted_line_breaks_across_block_boundaries(tmp_path, monkeypatch, where):
+def test_quoted_line_breaks_across_block_boundaries(tmp_path, monkeypatch, where, reader):
     # Tiny blocks put boundaries everywhere. Without newlines_in_values a quoted line break can end a block;
     # with it, pyarrow still drops the "\n" of a quoted "\r\n" that a boundary cuts (apache/arrow#51368).
     rng = random.Random(0)
@@ -83,7 +93,8 @@ def test_quoted_line_breaks_across_block_boundaries(tmp_path, monkeypatch, where
     try:
         for block_size in (97, 256, 1000):
             monkeypatch.setattr(tables, "_READ_BLOCK_BYTES", block_size)
-            assert read_text(path) == captions
+            monkeypatch.setattr(tables, "_STREAM_BLOCK_BYTES", block_size)
+            assert read_text(path, reader) == captions
     finally:
         if where == "remote":
             fsspec.filesystem("memory").rm("/emm1-blocks", recursive=True)
@@ -112,23 +123,26 @@ def test_the_builder_keeps_multiline_captions(tmp_path):
     (b'5,"closed" then text "opened', 4),  # text after a closing quote
     (b'5,a 12" vinyl record', 4),  # a stray quote in an unquoted value
 ])
-def test_odd_quotes_are_refused_naming_the_line(tmp_path, bad_row, line):
+@READERS
+def test_odd_quotes_are_refused_naming_the_line(tmp_path, bad_row, line, reader):
     path = tmp_path / "text.csv"
     path.write_bytes(b'encord_text_id,caption\n1,"a, b"\n2,plain\n' + bad_row + b'\n6,"x ""y"""\n7,z\n')
-    message = error_of(read_text, str(path))
+    message = error_of(read_text, str(path), reader)
     assert str(path) in message and f"line {line}:" in message and "quote" in message
 
 
-def test_quote_error_line_counts_quoted_line_breaks(tmp_path):
+@READERS
+def test_quote_error_line_counts_quoted_line_breaks(tmp_path, reader):
     path = tmp_path / "text.csv"
     path.write_bytes(b'encord_text_id,caption\n1,"two\nlines"\n2,"three\r\nmore\nlines"\n3,"open\n4,x\n')
-    assert "line 7:" in error_of(read_text, str(path))
+    assert "line 7:" in error_of(read_text, str(path), reader)
 
 
-def test_balanced_quotes_pass(tmp_path):
+@READERS
+def test_balanced_quotes_pass(tmp_path, reader):
     path = tmp_path / "text.csv"
     path.write_bytes(b'encord_text_id,caption\n1,"say ""hi"", then go"\n2,""\n3,x\n')
-    assert read_text(str(path)) == {1: 'say "hi", then go', 2: "", 3: "x"}
+    assert read_text(str(path), reader) == {1: 'say "hi", then go', 2: "", 3: "x"}
 
 
 def test_quote_count_matches_bytes_count():
