@@ -10,6 +10,7 @@ Usage (today's `datasets`): `import emm1; datasets.load_dataset("emm1", "phase1_
 Usage (`datasets` 3.6): `datasets.load_dataset("path/to/emm1.py", "phase1_nn1", data_dir=..., trust_remote_code=True)`.
 The metadata CSVs of both schema generations (the seed draft and the release) are accepted.
 """
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.table import cast_table_to_features
 
+from emm1_lib.column_store import writable_folder
 from emm1_lib.compat import register_builder_module
 from emm1_lib.compat import root_from_environment
 from emm1_lib.compat import table_key
@@ -35,6 +37,7 @@ from emm1_lib.layout import PHASE1_FOLDERS
 from emm1_lib.layout import PHASE2_FOLDERS
 from emm1_lib.layout import exists
 from emm1_lib.layout import find_split_dir
+from emm1_lib.layout import is_remote
 from emm1_lib.layout import join
 from emm1_lib.layout import normalize_root
 from emm1_lib.lookup import DanglingCount
@@ -296,9 +299,12 @@ class EMM1(datasets.ArrowBasedBuilder):
         key = (split_dir, tuple(modalities))
         if key not in cache:
             infos_dir = join(split_dir, "infos")
-            media = {m: MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS) for m in modalities}
-            # Captions last: their ~700 MB would otherwise sit under four more CSV reads' transient memory.
-            text = TextInfo.read(join(infos_dir, "text.csv"))
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-text") as pool:
+                # The captions stream (one block at a time, into a memory-mapped file: ~700 MB that need
+                # not stay resident) on one core while the media tables are read.
+                text = pool.submit(TextInfo.read, join(infos_dir, "text.csv"), spill_folder=self._spill_folder())
+                media = {m: MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS) for m in modalities}
+                text = text.result()
             cache.clear()  # one split's tables at a time bounds memory
             cache[key] = (text, media)
             # The CSV reader's freed blocks stay with the allocator; hand them back before the long
@@ -306,12 +312,24 @@ class EMM1(datasets.ArrowBasedBuilder):
             pa.default_memory_pool().release_unused()
         return cache[key]
 
+    def _spill_folder(self) -> Optional[str]:
+        """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory)."""
+        cache_root = getattr(self, "_cache_dir_root", None)
+        if not cache_root or is_remote(cache_root):
+            return None
+        return writable_folder(os.path.join(cache_root, "emm1-tmp"))
+
     def _prepare_split(self, split_generator, *args, **kwargs):
         if (kwargs.get("num_proc") or 1) > 1:
             # Each worker reads the infos itself (they are not pickled): the parent's copy, loaded for
             # ClassLabel names, would only add a third copy to the machine's memory.
             self.__dict__.pop("_infos_cache", None)
-        return super()._prepare_split(split_generator, *args, **kwargs)
+        try:
+            return super()._prepare_split(split_generator, *args, **kwargs)
+        finally:
+            # Prepared (or failed): the infos tables and the captions' file are not needed any more.
+            # (Streaming keeps them between iterations: an epoch would otherwise read them again.)
+            self.__dict__.pop("_infos_cache", None)
 
     # -- splits -------------------------------------------------------------------------------
 
@@ -380,7 +398,6 @@ class EMM1(datasets.ArrowBasedBuilder):
 
         def tables(pool):
             for shard_index, (groups_file, start, end, k) in enumerate(shards):
-                pa.default_memory_pool().release_unused()  # the last range's freed buffers (~25 MB less peak)
                 groups = read_csv_range(groups_file, start, end, headers[groups_file], group_types)
                 if groups is None:
                     continue
@@ -400,9 +417,6 @@ class EMM1(datasets.ArrowBasedBuilder):
         """One output table; with a `pool`, the media modalities are built on it while this thread does the text."""
 
         def media_columns(m: str) -> Dict[str, pa.Array]:
-            # This thread built an earlier table, freed since by the writer: mimalloc hands those pages back
-            # only to the heap of the thread that allocated them (full-size peak 1.52 GB instead of 1.61 GB).
-            pa.default_memory_pool().release_unused()
             info = media[m]
             ids = groups.column(f"encord_{m}_id")
             positions = info.lookup.positions(ids)

@@ -7,15 +7,16 @@ make us allocate a giant array. Ids with no infos row give null positions, hence
 rows are never dropped, and the nulls are counted for the report.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .column_store import InMemoryColumn, MappedColumn
 from .errors import EMM1DataError
 from .paths import check_path_parts, join_media_paths, join_prefixed_paths
-from .tables import read_csv_table
+from .tables import iter_csv_batches, read_csv_table
 
 # A dense table costs 4 bytes per possible id; use it while that is at most this many times the rows (or ≤ 4 MiB).
 _DENSE_FACTOR = 8
@@ -137,43 +138,6 @@ def compact_dictionary(values) -> pa.DictionaryArray:
     return values
 
 
-def take_chunked(values: pa.ChunkedArray, positions: pa.Array, bounds: Optional[np.ndarray] = None) -> pa.Array:
-    """`values.take(positions)` as one array, without concatenating the chunks first.
-
-    The captions are ~700 MB at full scale: a contiguous copy would double that for a moment. Each
-    chunk is gathered from separately (grouping files list captions in order, so a batch of positions
-    usually falls in one or two chunks), then the pieces are put back in row order.
-    """
-    if values.num_chunks == 1:
-        return values.chunk(0).take(positions)
-    if bounds is None:
-        bounds = chunk_bounds(values)
-    wanted = pc.fill_null(positions, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    if len(wanted) == 0:
-        return pa.array([], values.type)
-    chunk_of = np.searchsorted(bounds, wanted, side="right") - 1  # -1 for null positions
-    first, last = int(chunk_of.min()), int(chunk_of.max())
-    if first == last and first >= 0:  # the common case: one chunk holds the whole batch
-        return values.chunk(first).take(pa.array(wanted - bounds[first], mask=wanted < 0))
-    order = np.argsort(chunk_of, kind="stable")
-    sorted_chunks = chunk_of[order]
-    pieces = []
-    for c in np.unique(sorted_chunks):
-        rows = order[np.searchsorted(sorted_chunks, c, "left"):np.searchsorted(sorted_chunks, c, "right")]
-        if c < 0:
-            pieces.append(pa.nulls(len(rows), values.type))
-        else:
-            pieces.append(values.chunk(int(c)).take(pa.array(wanted[rows] - bounds[c])))
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return pa.concat_arrays(pieces).take(pa.array(inverse))
-
-
-def chunk_bounds(values: pa.ChunkedArray) -> np.ndarray:
-    """Start row of each chunk, then the total length (for `take_chunked`)."""
-    return np.cumsum([0] + [len(chunk) for chunk in values.chunks], dtype=np.int64)
-
-
 @dataclass
 class MediaInfo:
     """The infos table of one modality: id lookup, path parts and per-item provenance columns."""
@@ -239,19 +203,30 @@ class TextInfo:
 
     source: str
     lookup: IdLookup
-    captions: pa.ChunkedArray  # kept in the CSV reader's chunks: no second copy of ~700 MB
-    _bounds: Optional[np.ndarray] = field(default=None, repr=False)
+    captions: Union[InMemoryColumn, MappedColumn]
 
     @classmethod
-    def read(cls, path: str) -> "TextInfo":
-        table = read_csv_table(
+    def read(cls, path: str, spill_folder: Optional[str] = None) -> "TextInfo":
+        """Read the ids and captions; with `spill_folder`, the captions go to a memory-mapped file there.
+
+        Streamed block by block either way: a block's ids join the lookup's chunks, its captions the store.
+        """
+        batches = iter_csv_batches(
             path, {"encord_text_id": pa.int64(), "caption": pa.string()}, required=["encord_text_id", "caption"]
         )
-        lookup = IdLookup(table["encord_text_id"], path, "encord_text_id")
-        captions = table["caption"]
-        del table  # the id column is no longer needed once the lookup is built
-        return cls(path, lookup, captions, chunk_bounds(captions))
+        ids: List[pa.Array] = []
+
+        def captions():
+            for batch in batches:
+                ids.append(batch.column("encord_text_id"))
+                yield batch.column("caption")
+
+        if spill_folder is None:
+            store = InMemoryColumn(captions(), pa.string())
+        else:
+            store = MappedColumn.write(captions(), pa.string(), spill_folder, prefix="emm1-captions-")
+        return cls(path, IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id"), store)
 
     def caption_at(self, positions: pa.Array) -> pa.Array:
         """The captions of the rows at `positions` (null positions give null)."""
-        return take_chunked(self.captions, positions, self._bounds)
+        return self.captions.take(positions)

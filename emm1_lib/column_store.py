@@ -1,0 +1,127 @@
+"""Where a large infos column lives while tables are built: in memory, or in a memory-mapped Arrow file.
+
+The captions of E-MM1:100M are ~670 MB of Arrow strings, about half of what preparing a config
+holds. `MappedColumn` writes them once to an Arrow IPC file on local disk and maps only the record
+batches a gather needs, only while it runs: grouping files list captions in order, so a batch of
+100k rows maps one or two 4 MB record batches, and the process's resident memory holds the column's
+pages for milliseconds instead of for the whole preparation. The page cache keeps the file as it
+keeps the CSV: memory the kernel reclaims at will, not the process's. `InMemoryColumn` is the same
+gather over chunks held in memory (no writable local folder, e.g. streaming on a read-only machine).
+"""
+import os
+import tempfile
+import weakref
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def chunk_bounds(lengths: Iterable[int]) -> np.ndarray:
+    """Start row of each chunk, then the total length."""
+    return np.cumsum([0] + list(lengths), dtype=np.int64)
+
+
+def take_chunked(chunk_at: Callable[[int], pa.Array], bounds: np.ndarray, value_type: pa.DataType,
+                 positions: pa.Array) -> pa.Array:
+    """`values.take(positions)` over chunks (`chunk_at(i)`, starting at row `bounds[i]`), as one array.
+
+    Each chunk is gathered from separately, never concatenated (a contiguous copy of 700 MB of captions
+    would double them for a moment); the pieces are put back in row order. Only the chunks holding a
+    wanted row are asked for.
+    """
+    wanted = pc.fill_null(positions, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if len(wanted) == 0:
+        return pa.array([], value_type)
+    chunk_of = np.searchsorted(bounds, wanted, side="right") - 1  # -1 for null positions
+    first, last = int(chunk_of.min()), int(chunk_of.max())
+    if first == last and first >= 0:  # the common case: one chunk holds the whole batch
+        return chunk_at(first).take(pa.array(wanted - bounds[first]))
+    order = np.argsort(chunk_of, kind="stable")
+    sorted_chunks = chunk_of[order]
+    pieces = []
+    for c in np.unique(sorted_chunks):
+        rows = order[np.searchsorted(sorted_chunks, c, "left"):np.searchsorted(sorted_chunks, c, "right")]
+        if c < 0:
+            pieces.append(pa.nulls(len(rows), value_type))
+        else:
+            pieces.append(chunk_at(int(c)).take(pa.array(wanted[rows] - bounds[c])))
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return pa.concat_arrays(pieces).take(pa.array(inverse))
+
+
+class InMemoryColumn:
+    """A column kept in its reader's chunks (no second, contiguous copy)."""
+
+    def __init__(self, chunks: Iterable[pa.Array], value_type: pa.DataType):
+        self.values = pa.chunked_array(list(chunks), value_type)
+        self._bounds = chunk_bounds(len(chunk) for chunk in self.values.chunks)
+
+    def take(self, positions: pa.Array) -> pa.Array:
+        """The values at row `positions` (null positions give null)."""
+        return take_chunked(self.values.chunk, self._bounds, self.values.type, positions)
+
+
+class MappedColumn:
+    """A column in an Arrow IPC file (one record batch per written chunk), mapped a gather at a time.
+
+    The file is private to this object: created in `folder`, deleted when the object is collected
+    or the interpreter exits.
+    """
+
+    def __init__(self, path: str, value_type: pa.DataType, bounds: np.ndarray):
+        self.path = path
+        self.type = value_type
+        self._bounds = bounds
+        self._remove = weakref.finalize(self, _remove_file, path)
+
+    @classmethod
+    def write(cls, chunks: Iterable[pa.Array], value_type: pa.DataType, folder: str,
+              prefix: str = "emm1-column-") -> "MappedColumn":
+        """Write `chunks` (consumed one at a time, so they can come straight from a streaming reader)."""
+        os.makedirs(folder, exist_ok=True)
+        handle, path = tempfile.mkstemp(prefix=prefix, suffix=".arrow", dir=folder)
+        os.close(handle)
+        schema = pa.schema([("values", value_type)])
+        lengths = []
+        try:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                for chunk in chunks:
+                    writer.write_batch(pa.record_batch([chunk], schema=schema))
+                    lengths.append(len(chunk))
+        except BaseException:
+            _remove_file(path)
+            raise
+        return cls(path, value_type, chunk_bounds(lengths))
+
+    def take(self, positions: pa.Array) -> pa.Array:
+        """The values at row `positions` (null positions give null), mapping only the batches that hold them."""
+        with pa.memory_map(self.path) as mapped:
+            reader = pa.ipc.open_file(mapped)
+            # The result is a copy: once it returns, nothing refers to the mapping, and closing unmaps it.
+            return take_chunked(lambda i: reader.get_batch(i).column(0), self._bounds, self.type, positions)
+
+    def close(self) -> None:
+        """Delete the file now rather than when the object is collected."""
+        self._remove()
+
+
+def _remove_file(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def writable_folder(folder: Optional[str]) -> Optional[str]:
+    """`folder` when it exists (or can be created) and accepts files, else None."""
+    if not folder:
+        return None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return folder
+    except OSError:
+        return None
