@@ -293,24 +293,34 @@ class EMM1(datasets.ArrowBasedBuilder):
     def _folder(self, modality: str) -> str:
         return self.config.media_folders.get(modality, modality)
 
-    def _infos(self, split_dir: str, modalities: Sequence[str]) -> Tuple[TextInfo, Dict[str, MediaInfo]]:
-        """The text and media infos tables of a split folder, read once per process."""
+    def _infos(self, split_dir: str, modalities: Sequence[str],
+               with_text: bool = True) -> Tuple[Optional[TextInfo], Dict[str, MediaInfo]]:
+        """The text and media infos tables of a split folder, read once per process.
+
+        `with_text=False` reads only the media tables (ClassLabel names need no captions); a later
+        call with text reads just the captions.
+        """
         cache = self.__dict__.setdefault("_infos_cache", {})
         key = (split_dir, tuple(modalities))
-        if key not in cache:
-            infos_dir = join(split_dir, "infos")
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-text") as pool:
-                # The captions stream (one block at a time, into a memory-mapped file: ~700 MB that need
-                # not stay resident) on one core while the media tables are read.
+        text, media = cache.get(key, (None, None))
+        if media is not None and (text is not None or not with_text):
+            return text, media
+        cache.clear()  # one split's tables at a time bounds memory
+        infos_dir = join(split_dir, "infos")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-text") as pool:
+            # The captions stream (one block at a time, into a memory-mapped file: ~700 MB that need
+            # not stay resident) on one core while the media tables are read.
+            if with_text:
                 text = pool.submit(TextInfo.read, join(infos_dir, "text.csv"), spill_folder=self._spill_folder())
+            if media is None:
                 media = {m: MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS) for m in modalities}
+            if with_text:
                 text = text.result()
-            cache.clear()  # one split's tables at a time bounds memory
-            cache[key] = (text, media)
-            # The CSV reader's freed blocks stay with the allocator; hand them back before the long
-            # phase of building tables.
-            pa.default_memory_pool().release_unused()
-        return cache[key]
+        cache[key] = (text, media)
+        # The CSV reader's freed blocks stay with the allocator; hand them back before the long
+        # phase of building tables.
+        pa.default_memory_pool().release_unused()
+        return text, media
 
     def _spill_folder(self) -> Optional[str]:
         """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory)."""
@@ -358,7 +368,7 @@ class EMM1(datasets.ArrowBasedBuilder):
             _require_rows(groups_file)
             shards += [(groups_file, start, end, k) for start, end in byte_ranges(groups_file, self.config.shard_bytes)]
         if self.config.provenance_labels:
-            self._set_provenance_labels(self._infos(split_dir, modalities)[1])
+            self._set_provenance_labels(self._infos(split_dir, modalities, with_text=False)[1])
         return [
             datasets.SplitGenerator(
                 name=datasets.Split.TRAIN,

@@ -127,3 +127,19 @@ def test_streaming_keeps_the_captions_file_between_epochs(tmp_path):
     del builder, stream
     gc.collect()
     assert glob.glob(os.path.join(cache, "emm1-tmp", "*")) == []
+
+
+def test_provenance_labels_read_no_captions_in_the_parent_of_num_proc_workers(tmp_path, monkeypatch):
+    # ClassLabel names need only the media tables; the workers read the captions themselves.
+    tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=1, num_captions=60, num_media=20)
+    reads = []
+    original = TextInfo.read.__func__
+    monkeypatch.setattr(TextInfo, "read", classmethod(lambda cls, *a, **k: reads.append(a) or original(cls, *a, **k)))
+    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=tree.root, root_data_path=tree.root, decode=False,
+                        cache_dir=str(tmp_path / "cache"), provenance_labels=True, shard_bytes=256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        builder.download_and_prepare(num_proc=2)
+    assert reads == []  # in this (the parent) process
+    ds = builder.as_dataset(split="train")
+    assert ds.num_rows == 60 and None not in ds["caption"]
