@@ -10,7 +10,7 @@ import os
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import contextmanager
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec
@@ -277,23 +277,30 @@ def _unbalanced_quote_error(path: str) -> EMM1DataError:
 # ---------------------------------------------------------------------------------------------- whole tables
 
 
-def _read_counting_quotes(path: str, read_options: pacsv.ReadOptions,
-                          convert_options: pacsv.ConvertOptions) -> Tuple[pa.Table, int]:
-    """The table, and the number of double quotes in the file (odd: a quote is never closed)."""
+@contextmanager
+def _counting_quotes(path: str, read_options: pacsv.ReadOptions) -> Iterator[Tuple[object, Callable[[], int]]]:
+    """What pyarrow should read `path` from, and a function giving the file's number of double quotes
+    once it is read (odd: a quote is never closed). Sets a block size that cuts no quoted CRLF."""
     if is_remote(path):
         with open_binary(path) as f:
             counted = _QuoteCountingFile(f)
-            table = pacsv.read_csv(counted, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
-                                   convert_options=convert_options)
-        return table, counted.quotes
+            yield counted, lambda: counted.quotes
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-quotes") as pool:
         # Counted beside Arrow's reader, whose quote-aware block splitting is serial and leaves a core idle.
         quotes = pool.submit(_count_byte, path, _QUOTE)
         read_options.block_size = _block_size_keeping_crlf(path, read_options.block_size)
         # A local path is read by Arrow's own file reader: no GIL, no Python bytes per block.
-        table = pacsv.read_csv(path, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
+        yield path, quotes.result
+
+
+def _read_counting_quotes(path: str, read_options: pacsv.ReadOptions,
+                          convert_options: pacsv.ConvertOptions) -> Tuple[pa.Table, int]:
+    """The table, and the number of double quotes in the file."""
+    with _counting_quotes(path, read_options) as (source, quote_count):
+        table = pacsv.read_csv(source, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
                                convert_options=convert_options)
-        return table, quotes.result()
+        return table, quote_count()
 
 
 def _whole_table_error(path: str, err: Exception, convert_options: pacsv.ConvertOptions) -> EMM1DataError:
@@ -352,14 +359,7 @@ def iter_csv_batches(
     check_columns(path, header, required)
     read_options = pacsv.ReadOptions(block_size=_STREAM_BLOCK_BYTES)
     convert_options = _convert_options(header, column_types)
-    with ExitStack() as stack:
-        if is_remote(path):
-            counted = _QuoteCountingFile(stack.enter_context(open_binary(path)))
-            source, quote_count = counted, lambda: counted.quotes
-        else:
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-quotes"))
-            source, quote_count = path, pool.submit(_count_byte, path, _QUOTE).result
-            read_options.block_size = _block_size_keeping_crlf(path, read_options.block_size)
+    with _counting_quotes(path, read_options) as (source, quote_count):
         try:
             yield from pacsv.open_csv(source, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
                                       convert_options=convert_options)
