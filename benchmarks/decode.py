@@ -26,11 +26,11 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from emm1_lib.features import media_feature  # noqa: E402
-from emm1_lib.sample_media import write_audio  # noqa: E402
-from emm1_lib.sample_media import write_image  # noqa: E402
-from emm1_lib.sample_media import write_openshape_npy  # noqa: E402
-from emm1_lib.sample_media import write_video  # noqa: E402
+from emm1_lib.media.features import media_feature  # noqa: E402
+from emm1_lib.testing.sample_media import write_audio  # noqa: E402
+from emm1_lib.testing.sample_media import write_image  # noqa: E402
+from emm1_lib.testing.sample_media import write_openshape_npy  # noqa: E402
+from emm1_lib.testing.sample_media import write_video  # noqa: E402
 
 # Realistic sizes (the test fixtures are tiny): per-file decoding, not per-row overhead, should dominate.
 IMAGE_SIZE = (320, 240)

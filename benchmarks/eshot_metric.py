@@ -57,7 +57,7 @@ def naive_layout_metric():
     import datasets
     import evaluate
 
-    from emm1_lib.eshot_protocol import eshot_scores
+    from emm1_lib.evaluation.eshot_protocol import eshot_scores
 
     class NaiveLayoutEShot(evaluate.Metric):
         def _info(self):
@@ -79,7 +79,7 @@ def naive_layout_metric():
 def evaluate_ratio(repeats: int) -> None:
     import evaluate
 
-    from emm1_lib.eshot_protocol import eshot_scores
+    from emm1_lib.evaluation.eshot_protocol import eshot_scores
 
     embeddings, labels, modalities = eshot_like_inputs(3500, 1024, 112)
     metric = evaluate.load(METRIC_DIR)
@@ -112,7 +112,7 @@ def scale_child(num_rows: int, dim: int, num_categories: int) -> None:
     import resource
     import tracemalloc
 
-    from emm1_lib.eshot_protocol import eshot_scores
+    from emm1_lib.evaluation.eshot_protocol import eshot_scores
 
     embeddings, labels, modalities = eshot_like_inputs(num_rows, dim, num_categories, seed=1)
     category_names = sorted(set(labels.tolist()))

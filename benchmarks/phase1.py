@@ -58,7 +58,7 @@ def _captions(rng, n: int):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from emm1_lib.sample import _pick
+    from emm1_lib.testing.sample import _pick
 
     words = [_pick(rng, _CAPTION_WORDS, n) for _ in range(14)]
     return pc.binary_join_element_wise(pc.binary_join_element_wise(*words, " "), _pick(rng, _CAPTION_TAILS, n), pa.scalar(""))
@@ -92,7 +92,7 @@ def ensure_tree(tree_dir: str, scale: float) -> str:
                 return tree_dir
     shutil.rmtree(tree_dir, ignore_errors=True)
     os.makedirs(tree_dir)
-    from emm1_lib.sample import generate_sample_tree
+    from emm1_lib.testing.sample import generate_sample_tree
 
     started = time.perf_counter()
     print(f"generating the benchmark tree in {tree_dir} ({params}) ...", flush=True)

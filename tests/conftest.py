@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from emm1_lib.sample import generate_sample_tree  # noqa: E402
+from emm1_lib.testing.sample import generate_sample_tree  # noqa: E402
 
 
 @pytest.fixture(scope="session", params=["released", "seed"])

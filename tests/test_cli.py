@@ -6,7 +6,7 @@ import sys
 import pyarrow.csv as pacsv
 
 import emm1
-from emm1_lib.cli import main
+from emm1_lib.tools.cli import main
 
 
 def test_sample_writes_both_generations(tmp_path, capsys):
@@ -30,7 +30,7 @@ def test_sample_media_are_real_files(tmp_path):
 
 def test_demo_prepares_every_config(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "emm1_lib.cli", "demo", "--cache-dir", str(tmp_path)],
+        [sys.executable, "-m", "emm1_lib.tools.cli", "demo", "--cache-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr
@@ -41,7 +41,7 @@ def test_demo_prepares_every_config(tmp_path):
     assert "EShot with STAND-IN embeddings" in run.stdout and "audio_to_points  top1 " in run.stdout
     # a second run reuses the generated tree and the prepared caches
     again = subprocess.run(
-        [sys.executable, "-m", "emm1_lib.cli", "demo", "--cache-dir", str(tmp_path)],
+        [sys.executable, "-m", "emm1_lib.tools.cli", "demo", "--cache-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert again.returncode == 0 and "Generating train split" not in again.stderr

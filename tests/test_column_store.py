@@ -1,4 +1,4 @@
-"""Where the captions live while tables are built (`emm1_lib.column_store`): memory-mapped file or memory."""
+"""Where the captions live while tables are built (`emm1_lib.io.column_store`): memory-mapped file or memory."""
 import csv
 import gc
 import glob
@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 import emm1
-from emm1_lib import tables
-from emm1_lib.column_store import InMemoryColumn, MappedColumn, writable_folder
-from emm1_lib.lookup import TextInfo
-from emm1_lib.sample import generate_sample_tree
+from emm1_lib.io import tables
+from emm1_lib.io.column_store import InMemoryColumn, MappedColumn, writable_folder
+from emm1_lib.schema.infos import TextInfo
+from emm1_lib.testing.sample import generate_sample_tree
 
 
 def chunks_of(values, sizes):

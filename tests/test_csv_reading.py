@@ -1,4 +1,4 @@
-"""The shared CSV readers (`emm1_lib.tables`): quoted line breaks, quote checks and error lines."""
+"""The shared CSV readers (`emm1_lib.io.tables`): quoted line breaks, quote checks and error lines."""
 import csv
 import os
 import random
@@ -9,15 +9,15 @@ import pyarrow as pa
 import pytest
 
 import emm1
-from emm1_lib import tables
+from emm1_lib.io import tables
 from emm1_lib.errors import EMM1DataError
-from emm1_lib.sample import generate_sample_tree
-from emm1_lib.tables import byte_ranges
-from emm1_lib.tables import has_data_rows
-from emm1_lib.tables import iter_csv_batches
-from emm1_lib.tables import read_csv_range
-from emm1_lib.tables import read_csv_table
-from emm1_lib.tables import read_header
+from emm1_lib.testing.sample import generate_sample_tree
+from emm1_lib.io.tables import byte_ranges
+from emm1_lib.io.tables import has_data_rows
+from emm1_lib.io.tables import iter_csv_batches
+from emm1_lib.io.tables import read_csv_range
+from emm1_lib.io.tables import read_csv_table
+from emm1_lib.io.tables import read_header
 
 TEXT_TYPES = {"encord_text_id": pa.int64(), "caption": pa.string()}
 TEXT_COLUMNS = ["encord_text_id", "caption"]

@@ -10,10 +10,10 @@ from datasets.distributed import split_dataset_by_node
 
 import emm1
 from emm1_lib.errors import DanglingIdWarning
-from emm1_lib.export import DEFAULT_MIN_FILES
-from emm1_lib.export import export
-from emm1_lib.tables import DEFAULT_SHARD_BYTES
-from emm1_lib.tables import byte_ranges
+from emm1_lib.tools.export import DEFAULT_MIN_FILES
+from emm1_lib.tools.export import export
+from emm1_lib.io.tables import DEFAULT_SHARD_BYTES
+from emm1_lib.io.tables import byte_ranges
 
 WORLD_SIZE = 4
 FULL_NN1_BYTES = 252_000_000  # UPSTREAM.md: nn_1/data_groups.csv is 252 MB

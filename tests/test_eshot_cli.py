@@ -1,4 +1,4 @@
-"""`eshot evaluate` (emm1_lib.eshot_cli): embedding files + EShot folder -> table, result.json, bar charts."""
+"""`eshot evaluate` (emm1_lib.tools.eshot_cli): embedding files + EShot folder -> table, result.json, bar charts."""
 import json
 import os
 import re
@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emm1_lib.eshot_cli import main
-from emm1_lib.eshot_protocol import eshot_scores
+from emm1_lib.tools.eshot_cli import main
+from emm1_lib.evaluation.eshot_protocol import eshot_scores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,7 +137,7 @@ def test_errors_are_reported_without_traceback(files, released_tree, capsys):
 def test_module_entry_point(files, released_tree):
     out = files["dir"] / "cli-out"
     completed = subprocess.run(
-        [sys.executable, "-m", "emm1_lib.eshot_cli", "evaluate", "--audio-embeddings", str(files["dir"] / "audio.npy"),
+        [sys.executable, "-m", "emm1_lib.tools.eshot_cli", "evaluate", "--audio-embeddings", str(files["dir"] / "audio.npy"),
          "--points-embeddings", str(files["dir"] / "points.npy"), "--data-dir", released_tree.eshot_dir,
          "--output-dir", str(out), "--no-plot"],
         capture_output=True, text=True, check=False,

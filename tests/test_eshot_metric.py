@@ -1,4 +1,4 @@
-"""EShot protocol core (`emm1_lib.eshot_protocol`) and its `evaluate` metric (`metrics/eshot`)."""
+"""EShot protocol core (`emm1_lib.evaluation.eshot_protocol`) and its `evaluate` metric (`metrics/eshot`)."""
 import math
 import multiprocessing
 import os
@@ -7,10 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from emm1_lib.eshot_protocol import EShotInputError
-from emm1_lib.eshot_protocol import class_vectors
-from emm1_lib.eshot_protocol import eshot_scores
-from emm1_lib.eshot_protocol import true_class_ranks
+from emm1_lib.evaluation.eshot_protocol import EShotInputError
+from emm1_lib.evaluation.eshot_protocol import class_vectors
+from emm1_lib.evaluation.eshot_protocol import eshot_scores
+from emm1_lib.evaluation.eshot_protocol import true_class_ranks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRIC_DIR = os.path.join(REPO, "metrics", "eshot")

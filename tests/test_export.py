@@ -14,20 +14,20 @@ from huggingface_hub import DatasetCard
 from huggingface_hub import DatasetCardData
 
 import emm1
-from emm1_lib.cli import main as emm1_main
+from emm1_lib.tools.cli import main as emm1_main
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
-from emm1_lib.export import DEFAULT_MAX_SHARD_BYTES
-from emm1_lib.export import DEFAULT_MIN_FILES
-from emm1_lib.export import DEFAULT_ROW_GROUP_ROWS
-from emm1_lib.export import _plan_files
-from emm1_lib.export import builder_classes
-from emm1_lib.export import export
-from emm1_lib.export import export_features
-from emm1_lib.export import resolve
-from emm1_lib.export import write_split
-from emm1_lib.hub_card import size_category
-from emm1_lib.hub_card import source_citations
+from emm1_lib.tools.export import DEFAULT_MAX_SHARD_BYTES
+from emm1_lib.tools.export import DEFAULT_MIN_FILES
+from emm1_lib.tools.export import DEFAULT_ROW_GROUP_ROWS
+from emm1_lib.tools.export import _plan_files
+from emm1_lib.tools.export import builder_classes
+from emm1_lib.tools.export import export
+from emm1_lib.tools.export import export_features
+from emm1_lib.builders.resolve import resolve
+from emm1_lib.tools.export import write_split
+from emm1_lib.tools.hub_card import size_category
+from emm1_lib.tools.hub_card import source_citations
 
 MODALITIES = ("image", "audio", "video", "points")
 FILE_NAME = "{split}-{index:05d}-of-{total:05d}.parquet"

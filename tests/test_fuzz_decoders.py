@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emm1_lib import sample_media
-from emm1_lib.audio import read_audio
-from emm1_lib.media_files import MediaDecodeError
-from emm1_lib.pointcloud import read_point_cloud
+from emm1_lib.testing import sample_media
+from emm1_lib.media.audio import read_audio
+from emm1_lib.media.files import MediaDecodeError
+from emm1_lib.media.pointcloud import read_point_cloud
 
 EXAMPLES = int(os.environ.get("EMM1_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="EMM1_FUZZ_EXAMPLES" not in os.environ, database=None,

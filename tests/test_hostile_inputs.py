@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 
 import emm1
-from emm1_lib import sample_media
+from emm1_lib.testing import sample_media
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
-from emm1_lib.features import media_feature
-from emm1_lib.media_files import MediaDecodeError
-from emm1_lib.media_files import MediaError
-from emm1_lib.media_files import MediaOutsideRootError
-from emm1_lib.media_files import UnsafePickleError
-from emm1_lib.pointcloud import read_point_cloud
-from emm1_lib.sample import generate_sample_tree
-from emm1_lib.validate import validate_tree
+from emm1_lib.media.features import media_feature
+from emm1_lib.media.files import MediaDecodeError
+from emm1_lib.media.files import MediaError
+from emm1_lib.media.files import MediaOutsideRootError
+from emm1_lib.media.files import UnsafePickleError
+from emm1_lib.media.pointcloud import read_point_cloud
+from emm1_lib.testing.sample import generate_sample_tree
+from emm1_lib.tools.validate import validate_tree
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -680,8 +680,8 @@ def test_object_array_pickled_with_too_few_items_is_refused(tmp_path):
     path = tmp_path / "short.npy"
     path.write_bytes(_npy_holding_pickle(pickle.dumps(_ObjectArrayWithShortList(), protocol=2)))
     child = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom emm1_lib.media_files import MediaDecodeError\n"
-         "from emm1_lib.pointcloud import read_point_cloud\ntry:\n    read_point_cloud(sys.argv[1])\n"
+        [sys.executable, "-c", "import sys\nfrom emm1_lib.media.files import MediaDecodeError\n"
+         "from emm1_lib.media.pointcloud import read_point_cloud\ntry:\n    read_point_cloud(sys.argv[1])\n"
          "except MediaDecodeError as err:\n    print(err)\n", str(path)],
         capture_output=True, text=True, timeout=120,
     )

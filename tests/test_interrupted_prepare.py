@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 import emm1
-from emm1_lib.sample import generate_sample_tree
+from emm1_lib.testing.sample import generate_sample_tree
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 

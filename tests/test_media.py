@@ -1,4 +1,4 @@
-"""Media features (emm1_lib.features) inside `datasets`: casting from path columns, lazy decoding,
+"""Media features (emm1_lib.media.features) inside `datasets`: casting from path columns, lazy decoding,
 decode=False, missing and corrupt media, save/load, features JSON, streaming, pickling."""
 import multiprocessing
 import pathlib
@@ -12,15 +12,15 @@ import soundfile
 from datasets.table import embed_table_storage
 from datasets.table import table_cast
 
-from emm1_lib import sample_media
-from emm1_lib.features import EMM1Audio
-from emm1_lib.features import EMM1Image
-from emm1_lib.features import EMM1PointCloud
-from emm1_lib.features import EMM1Video
-from emm1_lib.features import media_feature
-from emm1_lib.media_files import MediaDecodeError
-from emm1_lib.media_files import MissingMediaError
-from emm1_lib.video import VideoReader
+from emm1_lib.testing import sample_media
+from emm1_lib.media.features import EMM1Audio
+from emm1_lib.media.features import EMM1Image
+from emm1_lib.media.features import EMM1PointCloud
+from emm1_lib.media.features import EMM1Video
+from emm1_lib.media.features import media_feature
+from emm1_lib.media.files import MediaDecodeError
+from emm1_lib.media.files import MissingMediaError
+from emm1_lib.media.video import VideoReader
 
 KINDS = {"image": None, "audio": "audio", "video": "video", "points": None}
 NAMES = {"image": "i.jpg", "audio": "a.mp4", "video": "v.mp4", "points": "p.npy"}

@@ -1,4 +1,4 @@
-"""Decoders (emm1_lib.audio / video / pointcloud) on real files from emm1_lib.sample_media,
+"""Decoders (emm1_lib.media.audio / video / pointcloud) on real files from emm1_lib.testing.sample_media,
 compared with independent reads (soundfile, PyAV, numpy, trimesh)."""
 import io
 import pathlib
@@ -11,14 +11,14 @@ import soundfile
 import soxr
 import trimesh
 
-from emm1_lib import sample_media
-from emm1_lib.audio import read_audio
-from emm1_lib.media_files import MediaDecodeError
-from emm1_lib.media_files import MissingMediaError
-from emm1_lib.media_files import UnsafePickleError
-from emm1_lib.pointcloud import read_point_cloud
-from emm1_lib.pointcloud import restricted_loads
-from emm1_lib.video import VideoReader
+from emm1_lib.testing import sample_media
+from emm1_lib.media.audio import read_audio
+from emm1_lib.media.files import MediaDecodeError
+from emm1_lib.media.files import MissingMediaError
+from emm1_lib.media.files import UnsafePickleError
+from emm1_lib.media.pointcloud import read_point_cloud
+from emm1_lib.media.pointcloud import restricted_loads
+from emm1_lib.media.video import VideoReader
 
 
 def pyav_audio(path: pathlib.Path) -> np.ndarray:

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import emm1
-from emm1_lib.paths import first_unsafe_row, join_media_paths
-from emm1_lib.validate import validate_tree
+from emm1_lib.schema.paths import first_unsafe_row, join_media_paths
+from emm1_lib.tools.validate import validate_tree
 
 MODALITIES = ("image", "audio", "video", "points")
 PAIRS = [(a, b) for a in MODALITIES for b in MODALITIES if a != b]

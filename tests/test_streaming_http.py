@@ -24,8 +24,8 @@ from datasets.packaged_modules.parquet.parquet import ParquetConfig
 
 import emm1
 from emm1_lib.errors import DanglingIdWarning
-from emm1_lib.export import export
-from emm1_lib.sample import generate_sample_tree
+from emm1_lib.tools.export import export
+from emm1_lib.testing.sample import generate_sample_tree
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 MAX_REQUESTS = 500  # a runaway client fails the test instead of hammering the server

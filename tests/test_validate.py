@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from emm1_lib import cli as emm1_cli
-from emm1_lib.sample import generate_sample_tree
-from emm1_lib.validate import validate_tree
+from emm1_lib.tools import cli as emm1_cli
+from emm1_lib.testing.sample import generate_sample_tree
+from emm1_lib.tools.validate import validate_tree
 
 MODALITIES = ("image", "audio", "video", "points")
 
@@ -178,8 +178,8 @@ def test_cli_usage_errors(capsys):
 
 
 def test_console_script(released_tree):
-    """`python -m emm1_lib.cli validate` in a fresh process (what the `emm1` console script runs)."""
-    result = subprocess.run([sys.executable, "-m", "emm1_lib.cli", "validate", released_tree.phase2_dir, "--json"],
+    """`python -m emm1_lib.tools.cli validate` in a fresh process (what the `emm1` console script runs)."""
+    result = subprocess.run([sys.executable, "-m", "emm1_lib.tools.cli", "validate", released_tree.phase2_dir, "--json"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["splits"][0]["name"] == "phase2"

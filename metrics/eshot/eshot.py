@@ -22,12 +22,12 @@ import datasets
 import numpy as np
 
 import evaluate
-from emm1_lib.eshot_protocol import DEFAULT_K
-from emm1_lib.eshot_protocol import EShotInputError
-from emm1_lib.eshot_protocol import as_embedding_matrix
-from emm1_lib.eshot_protocol import check_finite_nonzero
-from emm1_lib.eshot_protocol import eshot_scores
-from emm1_lib.eshot_protocol import modality_indices
+from emm1_lib.evaluation.eshot_protocol import DEFAULT_K
+from emm1_lib.evaluation.eshot_protocol import EShotInputError
+from emm1_lib.evaluation.eshot_protocol import as_embedding_matrix
+from emm1_lib.evaluation.eshot_protocol import check_finite_nonzero
+from emm1_lib.evaluation.eshot_protocol import eshot_scores
+from emm1_lib.evaluation.eshot_protocol import modality_indices
 
 
 _DESCRIPTION = """

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .layout import MODALITIES
-from .layout import NUM_NEIGHBOURS
+from emm1_lib.schema.layout import MODALITIES
+from emm1_lib.schema.layout import NUM_NEIGHBOURS
 
 SCHEMAS = ("released", "seed")
 # Formats cycle over the rows of an infos table, so every decoder gets real files to read.
@@ -109,7 +109,7 @@ def _infos_table(rng: np.random.Generator, modality: str, ids: np.ndarray, schem
 
 
 def _write_media_for(root: str, table: pa.Table, modality: str, seed: int, written: List[str]) -> None:
-    from .sample_media import write_media
+    from emm1_lib.testing.sample_media import write_media
 
     folders, names = table["save_folder"].to_pylist(), table["file_name"].to_pylist()
     for i, (folder, name) in enumerate(zip(folders, names)):
@@ -217,7 +217,7 @@ def _write_eshot(rng, root: str, schema: str, num_categories: int, per_category:
     _write_csv(pa.table(audio), os.path.join(out, "eshot_audio_info.csv"))
     _write_csv(pa.table(points), os.path.join(out, "eshot_points_info.csv"))
     if media:
-        from .sample_media import write_media
+        from emm1_lib.testing.sample_media import write_media
 
         for kind, folder, names in (("audio", audio_dir, audio_names), ("points", points_dir, point_names)):
             os.makedirs(folder, exist_ok=True)

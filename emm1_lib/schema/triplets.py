@@ -11,10 +11,10 @@ from typing import Dict, List, Optional, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import EMM1DataError
-from .layout import MODALITIES
-from .tables import read_csv_table
-from .tables import read_header
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.schema.layout import MODALITIES
+from emm1_lib.io.tables import read_csv_table
+from emm1_lib.io.tables import read_header
 
 # annotation_mapping.csv of the release; the seed calls 3 "No Match" in one sentence, "Bad Match" in another.
 DEFAULT_ANNOTATION_LABELS: Dict[int, str] = {1: "Good Match", 2: "Partial Match", 3: "Bad Match"}

@@ -30,19 +30,18 @@ import pyarrow as pa
 from datasets.features.features import register_feature
 from datasets.table import array_cast
 
-from emm1_lib.audio import read_audio
-from emm1_lib.media_files import MediaDecodeError
-from emm1_lib.media_files import MediaError
-from emm1_lib.media_files import check_on_missing_media
-from emm1_lib.media_files import check_under_root
-from emm1_lib.media_files import is_remote
-from emm1_lib.media_files import missing_media_error
-from emm1_lib.media_files import resolve_media
-from emm1_lib.pointcloud import DEFAULT_MESH_POINTS
-from emm1_lib.pointcloud import read_point_cloud
-from emm1_lib.video import VideoReader
-
-MODALITIES = ("image", "audio", "video", "points")
+from emm1_lib.media.audio import read_audio
+from emm1_lib.media.files import MediaDecodeError
+from emm1_lib.media.files import MediaError
+from emm1_lib.media.files import check_on_missing_media
+from emm1_lib.media.files import check_under_root
+from emm1_lib.media.files import missing_media_error
+from emm1_lib.media.files import resolve_media
+from emm1_lib.media.pointcloud import DEFAULT_MESH_POINTS
+from emm1_lib.media.pointcloud import read_point_cloud
+from emm1_lib.media.video import VideoReader
+from emm1_lib.io.fs import is_remote
+from emm1_lib.schema.layout import MODALITIES
 
 _STORAGE_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
 
@@ -329,7 +328,7 @@ class EMM1Video(_BytesPathMedia):
     on_missing_media: str = "error"
     media_root: Optional[str] = _media_root_field()
     id: Optional[str] = field(default=None, repr=False)
-    dtype: ClassVar[str] = "emm1_lib.video.VideoReader"
+    dtype: ClassVar[str] = "emm1_lib.media.video.VideoReader"
     _type: str = field(default="EMM1Video", init=False, repr=False)
 
     def _encode_decoded(self, value: Any) -> Optional[dict]:

@@ -34,24 +34,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .cli import media_folder_arg
-from .errors import EMM1DataError
-from .layout import ESHOT_FOLDERS, MODALITIES, NUM_NEIGHBOURS, PHASE1_FOLDERS, PHASE2_FOLDERS
-from .layout import exists, is_remote, join, missing_names, normalize_root
-from .lookup import DanglingCount, IdLookup
-from .media_files import check_on_missing_media
-from .paths import join_media_paths
-from .tables import DEFAULT_SHARD_BYTES, byte_ranges, check_columns, open_binary, read_csv_range
-from .tables import first_bad_quote_line, read_csv_table, read_header
-from .triplets import DEFAULT_ANNOTATION_LABELS, RELEASED_COLUMNS, SEED_COLUMNS, read_annotation_labels
+from emm1_lib.tools.cli import media_folder_arg
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.schema.layout import ESHOT_FOLDERS, MODALITIES, NUM_NEIGHBOURS, PHASE1_FOLDERS, PHASE2_FOLDERS
+from emm1_lib.schema.layout import PROVENANCE_COLUMNS
+from emm1_lib.io.tables import missing_names
+from emm1_lib.io.fs import exists, is_remote, join, normalize_root
+from emm1_lib.schema.infos import DanglingCount, IdLookup
+from emm1_lib.media.files import check_on_missing_media
+from emm1_lib.schema.paths import join_media_paths
+from emm1_lib.io.tables import DEFAULT_SHARD_BYTES, byte_ranges, check_columns, open_binary, read_csv_range
+from emm1_lib.io.tables import first_bad_quote_line, read_csv_table, read_header
+from emm1_lib.schema.triplets import DEFAULT_ANNOTATION_LABELS, RELEASED_COLUMNS, SEED_COLUMNS, read_annotation_labels
 
 try:  # a public name once paths.py exports it (see the README, "Safety"); the regex is the builder's either way
-    from .paths import unsafe_mask as _unsafe_mask
+    from emm1_lib.schema.paths import unsafe_mask as _unsafe_mask
 except ImportError:  # pragma: no cover - depends on the shared module's version
-    from .paths import _unsafe_mask
+    from emm1_lib.schema.paths import _unsafe_mask
 
 SEVERITIES = ("error", "warning", "note")
-PROVENANCE_COLUMNS = ("source_dataset", "dataset_license")
 # How many line numbers / values a finding lists (counts are always exact; dangling ids are all listed).
 MAX_LISTED = 50
 DEFAULT_WORKERS = 16

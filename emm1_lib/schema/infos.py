@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .column_store import InMemoryColumn, MappedColumn
-from .errors import EMM1DataError
-from .paths import check_path_parts, join_media_paths, join_prefixed_paths
-from .tables import iter_csv_batches, read_csv_table
+from emm1_lib.io.column_store import InMemoryColumn, MappedColumn
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.schema.paths import check_path_parts, join_media_paths, join_prefixed_paths
+from emm1_lib.io.tables import iter_csv_batches, read_csv_table
 
 # A dense table costs 4 bytes per possible id; use it while that is at most this many times the rows (or ≤ 4 MiB).
 _DENSE_FACTOR = 8

@@ -1,6 +1,6 @@
 """Reading an EShot folder: category JSONs, info CSVs of both schema generations, labelled rows in dataset order.
 
-Shared by the `eshot` builder (`eshot.py`) and `eshot evaluate` (`emm1_lib.eshot_cli`), so the CLI's "dataset
+Shared by the `eshot` builder (`eshot.py`) and `eshot evaluate` (`emm1_lib.tools.eshot_cli`), so the CLI's "dataset
 order" (rows sorted by id) and labels are exactly the builder's. Errors name the file, the category and the id.
 """
 import json
@@ -13,17 +13,17 @@ from typing import Tuple
 import numpy as np
 import pyarrow as pa
 
-from .errors import EMM1DataError
-from .layout import ESHOT_FOLDERS
-from .layout import find_split_dir
-from .layout import is_remote
-from .layout import join
-from .layout import normalize_root
-from .lookup import IdLookup
-from .paths import check_path_parts
-from .tables import open_binary
-from .tables import read_csv_table
-from .tables import read_header
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.schema.layout import ESHOT_FOLDERS
+from emm1_lib.schema.layout import find_split_dir
+from emm1_lib.io.fs import is_remote
+from emm1_lib.io.fs import join
+from emm1_lib.io.fs import normalize_root
+from emm1_lib.schema.infos import IdLookup
+from emm1_lib.schema.paths import check_path_parts
+from emm1_lib.io.tables import open_binary
+from emm1_lib.io.tables import read_csv_table
+from emm1_lib.io.tables import read_header
 
 ESHOT_MODALITIES = ("audio", "points")
 CATEGORY_FILES = {"audio": "category_to_audio_ids.json", "points": "category_to_point_ids.json"}

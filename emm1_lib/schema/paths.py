@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import EMM1DataError
+from emm1_lib.errors import EMM1DataError
 
 # RE2 syntax (pyarrow.compute): a `..` component, an absolute or drive path, a leading `~`, control chars.
 _UNSAFE_PART = r"(^|[/\\])\.\.([/\\]|$)|^[/\\]|^[A-Za-z]:|^~|[\x00-\x1f\x7f]"

@@ -28,16 +28,16 @@ import numpy as np
 import pyarrow as pa
 
 from emm1_lib.errors import EMM1DataError
-from emm1_lib.eshot_data import ID_COLUMNS
-from emm1_lib.eshot_data import find_eshot_dir
-from emm1_lib.eshot_data import labelled_rows
-from emm1_lib.eshot_data import read_categories
-from emm1_lib.eshot_protocol import DEFAULT_K
-from emm1_lib.eshot_protocol import DIRECTIONS
-from emm1_lib.eshot_protocol import EShotInputError
-from emm1_lib.eshot_protocol import check_finite_nonzero
-from emm1_lib.eshot_protocol import direction_prefix
-from emm1_lib.eshot_protocol import eshot_scores
+from emm1_lib.schema.eshot_files import ID_COLUMNS
+from emm1_lib.schema.eshot_files import find_eshot_dir
+from emm1_lib.schema.eshot_files import labelled_rows
+from emm1_lib.schema.eshot_files import read_categories
+from emm1_lib.evaluation.eshot_protocol import DEFAULT_K
+from emm1_lib.evaluation.eshot_protocol import DIRECTIONS
+from emm1_lib.evaluation.eshot_protocol import EShotInputError
+from emm1_lib.evaluation.eshot_protocol import check_finite_nonzero
+from emm1_lib.evaluation.eshot_protocol import direction_prefix
+from emm1_lib.evaluation.eshot_protocol import eshot_scores
 
 EMBEDDING_COLUMN_GUESSES = ("embedding", "embeddings", "emb", "vector", "features")
 TIE_RULE = "pessimistic: a query's rank counts the other categories with similarity >= its own category's"
@@ -50,7 +50,7 @@ class CLIError(Exception):
 def dataset_index(data_dir: str) -> Tuple[List[str], Dict[str, Tuple[np.ndarray, np.ndarray]]]:
     """Category names and, per modality, the sample ids and category indices in dataset order (sorted by id).
 
-    Uses the `eshot` builder's readers (`emm1_lib.eshot_data`), so the order and the labels are exactly those of the `eshot_*` configs.
+    Uses the `eshot` builder's readers (`emm1_lib.schema.eshot_files`), so the order and the labels are exactly those of the `eshot_*` configs.
     """
     eshot_dir = find_eshot_dir(data_dir)
     categories = read_categories(eshot_dir)

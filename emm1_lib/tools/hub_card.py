@@ -20,9 +20,9 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard
 from huggingface_hub import DatasetCardData
 
-from .errors import EMM1DataError
+from emm1_lib.errors import EMM1DataError
 
-CARD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dataset_card")
+CARD_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "dataset_card")
 TEMPLATE_FILE = "README.template.md"
 CITATIONS_FILE = "citations.bib"
 DEFAULT_REPO_ID = "your-org/e-mm1"

@@ -14,6 +14,8 @@ from typing import Dict
 from typing import Optional
 from typing import Union
 
+from emm1_lib.io.fs import is_remote
+
 ON_MISSING_MEDIA = ("error", "null")
 
 
@@ -80,10 +82,6 @@ def check_under_root(path: str, media_root: Optional[str]) -> None:
             "points out of it). If the link is yours, pass allow_outside_root=True to the builder."
         )
 
-
-def is_remote(path: str) -> bool:
-    """True for URLs and fsspec chains (hf://, https://, zip://...::...), False for local paths."""
-    return "://" in path and not path.startswith("file://")
 
 
 @dataclass
@@ -162,11 +160,3 @@ def resolve_media(
             return None
         raise missing_media_error(path) from None
     return MediaSource(io.BytesIO(data), path, path)
-
-
-def decode_error(source_name: str, what: str, err: BaseException) -> MediaDecodeError:
-    """The error for a file that cannot be decoded as `what`, naming the file and the cause."""
-    return MediaDecodeError(
-        f"Cannot decode {source_name} as {what}: {type(err).__name__}: {err}. "
-        "The file may be truncated or corrupt (re-download it) or in an unsupported format."
-    )

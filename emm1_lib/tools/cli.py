@@ -5,14 +5,14 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
-from .layout import MODALITIES
-from .sample import SCHEMAS
-from .sample import generate_sample_tree
+from emm1_lib.schema.layout import MODALITIES
+from emm1_lib.testing.sample import SCHEMAS
+from emm1_lib.testing.sample import generate_sample_tree
 
 # Subcommands implemented in their own modules, each exposing `cli(argv) -> int`.
 _MODULE_COMMANDS = {
-    "export": ("emm1_lib.export", "write a prepared config as a Hub dataset repo (Parquet + card)"),
-    "validate": ("emm1_lib.validate", "check a metadata tree (and media) and report every problem"),
+    "export": ("emm1_lib.tools.export", "write a prepared config as a Hub dataset repo (Parquet + card)"),
+    "validate": ("emm1_lib.tools.validate", "check a metadata tree (and media) and report every problem"),
 }
 
 
@@ -48,7 +48,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from emm1_lib.tools.demo import run_demo
 
     return run_demo(cache_dir=args.cache_dir, schema=args.schema, rows=args.rows)
 

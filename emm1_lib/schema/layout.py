@@ -4,18 +4,23 @@ The seed draft and the released dataset name their folders differently (see UPST
 users may point `data_dir` at the split folder itself or at a parent that holds it.
 Paths may be local or remote URLs (anything fsspec opens), so probing is by file, not by folder.
 """
-import os
-from typing import Iterable, List, Sequence
+from typing import List, Sequence
 
-import fsspec
-
-from .errors import EMM1DataError
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.io.fs import exists
+from emm1_lib.io.fs import join
+from emm1_lib.io.fs import normalize_root
 
 MODALITIES = ("image", "audio", "video", "points")
 PHASE1_FOLDERS = ("e-mm1_100m", "encord_phase_1_dataset")
 PHASE2_FOLDERS = ("e-mm1_1m", "encord_phase_2_dataset")
 ESHOT_FOLDERS = ("eshot",)
 NUM_NEIGHBOURS = 16
+# Provenance columns of the released infos tables, copied per modality as `{m}_{column}`.
+PROVENANCE_COLUMNS = ("source_dataset", "dataset_license")
+# Output columns holding a media path: `{modality}_file_path` (phase 1, EShot), `{role}_file_path` (phase 2).
+PATH_SUFFIX = "_file_path"
+PHASE2_ROLES = ("paired", "annotated")
 EMM1_HOMEPAGE = "https://data.encord.com/e-mm1/explorer"
 EMM1_CITATION = """\
 @misc{emm1_2025,
@@ -25,37 +30,6 @@ EMM1_CITATION = """\
   url    = {https://data.encord.com/e-mm1/explorer}
 }
 """
-
-
-def is_remote(path: str) -> bool:
-    """Whether `path` is a URL (http, hf, s3, ...) rather than a local path."""
-    return "://" in path and not path.startswith("file://")
-
-
-def join(base: str, *parts: str) -> str:
-    """Join path parts with "/" for URLs and the OS separator for local paths."""
-    if is_remote(base):
-        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
-    return os.path.join(base, *parts)
-
-
-def exists(path: str) -> bool:
-    """Whether a local or remote file exists (remote: an HTTP HEAD or the store's stat)."""
-    if not is_remote(path):
-        return os.path.exists(path)
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    try:
-        fs.info(fs_path)  # a HEAD over HTTP (fs.exists may GET the whole file)
-        return True
-    except (OSError, ValueError):  # FileNotFoundError included
-        return False
-
-
-def normalize_root(path: str) -> str:
-    """An absolute local path (user folder expanded) or an unchanged URL, without a trailing separator."""
-    if is_remote(path):
-        return path.rstrip("/")
-    return os.path.abspath(os.path.expanduser(path))
 
 
 def find_split_dir(data_dir: str, folder_names: Sequence[str], marker: str, what: str) -> str:
@@ -73,9 +47,3 @@ def find_split_dir(data_dir: str, folder_names: Sequence[str], marker: str, what
         f"{what}: no {marker!r} found. Tried:\n  {tried}\n"
         f"Pass data_dir= the {' or '.join(folder_names)} folder (or a parent holding it)."
     )
-
-
-def missing_names(wanted: Iterable[str], present: Iterable[str]) -> List[str]:
-    """The names of `wanted` absent from `present`, in `wanted` order."""
-    present = set(present)
-    return [name for name in wanted if name not in present]

@@ -1,6 +1,4 @@
 """`emm1 demo`: generate a sample tree, prepare every config of the builders, print a summary."""
-import importlib
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -8,7 +6,9 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from .sample import generate_sample_tree
+from emm1_lib.builders.emm1 import EMM1
+from emm1_lib.builders.eshot import EShot
+from emm1_lib.testing.sample import generate_sample_tree
 
 _SHOWN_COLUMNS = {
     "phase1": ("encord_text_id", "caption", "nn_index", "image_file_path", "audio_file_path", "points_dataset_license"),
@@ -50,18 +50,12 @@ def describe(value: Any) -> str:
 
 
 def _builders(data_root: str, eshot_dir: str) -> List[Tuple[str, Any, str, str]]:
-    """(module, builder class, config name, data_dir) of every config of the installed builders."""
-    found = []
-    for module_name, data_dir in (("emm1", data_root), ("eshot", eshot_dir)):
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        module = importlib.import_module(module_name)
-        builder_cls = next(
-            obj for obj in vars(module).values()
-            if isinstance(obj, type) and getattr(obj, "BUILDER_CONFIGS", None) and obj.__module__ == module.__name__
-        )
-        found += [(module_name, builder_cls, config.name, data_dir) for config in builder_cls.BUILDER_CONFIGS]
-    return found
+    """(module, builder class, config name, data_dir) of every config of both builders."""
+    return [
+        (module_name, builder_cls, config.name, data_dir)
+        for module_name, builder_cls, data_dir in (("emm1", EMM1, data_root), ("eshot", EShot, eshot_dir))
+        for config in builder_cls.BUILDER_CONFIGS
+    ]
 
 
 def _print_rows(name: str, dataset, rows: int, data_root: str) -> None:
@@ -93,9 +87,9 @@ def _print_media(name: str, dataset) -> None:
 
 def _print_stand_in_eshot_score(audio, points) -> None:
     """EShot accuracy of STAND-IN embeddings (not a model: chance level), to show the pipeline end to end."""
-    from .eshot_protocol import eshot_scores
-    from .stand_in_embeddings import embed_audio
-    from .stand_in_embeddings import embed_points
+    from emm1_lib.evaluation.eshot_protocol import eshot_scores
+    from emm1_lib.tools.stand_in_embeddings import embed_audio
+    from emm1_lib.tools.stand_in_embeddings import embed_points
 
     embeddings = [embed_audio(row) for row in audio] + [embed_points(row) for row in points]
     scores = eshot_scores(

@@ -1,4 +1,4 @@
-"""Publish E-MM1 as a Hub dataset repository (Parquet + dataset card), and `resolve` it back.
+"""Publish E-MM1 as a Hub dataset repository (Parquet + dataset card); `emm1.resolve` reads it back.
 
 `export(out_dir, data_dir)` prepares each config with the project's builders and writes a
 folder laid out as a Hub dataset repository::
@@ -16,9 +16,8 @@ Stock `datasets` (no import of this project) loads it: `load_dataset(out_dir, "p
 Media columns: stock `datasets` cannot know the project's decoding features, so the export
 stores every media path once, as a string **relative to the data root**
 (`save_folder/{modality folder}/file_name`) in the `*_file_path` columns, and drops the media
-columns that the builders derive from them. `resolve(ds, root)` makes the paths absolute and
-adds the media columns back with the project's decoding features (`emm1_lib.features`), for
-`Dataset`, `IterableDataset` and their dicts.
+columns that the builders derive from them. `emm1.resolve(ds, root)` (`emm1_lib.builders.resolve`)
+makes the paths absolute and adds the media columns back with the project's decoding features.
 
 `cli(argv)` is `emm1 export ...`.
 """
@@ -39,7 +38,7 @@ from typing import List
 from typing import Optional
 from typing import Sequence
 from typing import Tuple
-from typing import Union
+from typing import Type
 
 import datasets
 import pyarrow as pa
@@ -47,15 +46,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.table import cast_table_to_features
 
-from .cli import media_folder_arg
-from .errors import EMM1DataError
-from .features import media_feature
-from .hub_card import DEFAULT_REPO_ID
-from .hub_card import CardConfig
-from .hub_card import human_bytes
-from .hub_card import render_card
-from .layout import MODALITIES
-from .layout import normalize_root
+from emm1_lib.tools.cli import media_folder_arg
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.tools.hub_card import DEFAULT_REPO_ID
+from emm1_lib.tools.hub_card import CardConfig
+from emm1_lib.tools.hub_card import human_bytes
+from emm1_lib.tools.hub_card import render_card
+from emm1_lib.schema.layout import MODALITIES
+from emm1_lib.schema.layout import PATH_SUFFIX
+from emm1_lib.io.fs import normalize_root
 
 DEFAULT_MAX_SHARD_BYTES = 256 << 20
 DEFAULT_ROW_GROUP_ROWS = 100_000
@@ -64,14 +63,11 @@ DEFAULT_MIN_FILES = 16
 # Builders need a media root to build paths; the export strips it again, so any fixed root works
 # and the media files need not be present.
 _EXPORT_ROOT = normalize_root(os.path.join(os.sep, "emm1-export-root"))
-# Builder modules whose configs can be exported, with the class attribute holding the builder.
-_BUILDER_MODULES = ("emm1", "eshot")
-PATH_SUFFIX = "_file_path"
-PHASE2_ROLES = ("paired", "annotated")
+# Modules whose builders' configs can be exported.
+_BUILDER_MODULES = ("emm1_lib.builders.emm1", "emm1_lib.builders.eshot")
 _STAGING_PREFIX = ".emm1-export-"
 
-BuilderClass = type
-AnyDataset = Union[datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict]
+BuilderClass = Type[datasets.DatasetBuilder]
 
 
 # -- builders -----------------------------------------------------------------------------------
@@ -79,7 +75,7 @@ AnyDataset = Union[datasets.Dataset, datasets.IterableDataset, datasets.DatasetD
 
 def builder_classes(module_names: Sequence[str] = _BUILDER_MODULES) -> List[BuilderClass]:
     """The dataset builder classes of the installed builder modules (`emm1`, and `eshot` if present)."""
-    # Imported here, not at module top: `emm1.py` re-exports `resolve` from this module.
+    # Imported on demand: exporting only EShot configs need not import the E-MM1 builder.
     found = []
     for module_name in module_names:
         if importlib.util.find_spec(module_name) is None:
@@ -388,151 +384,6 @@ def export(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(out_dir, card_path, exported)
-
-
-# -- resolve ------------------------------------------------------------------------------------
-
-
-def _media_columns(column_names: Sequence[str], modalities: Optional[Sequence[str]]) -> Tuple[bool, List[str]]:
-    """(is a phase-2 layout, media columns to add) for the columns of an export."""
-    phase2 = all(f"{role}{PATH_SUFFIX}" in column_names and f"{role}_modality" in column_names for role in PHASE2_ROLES)
-    if phase2:
-        wanted = list(modalities) if modalities else list(MODALITIES)
-    else:
-        wanted = [m for m in MODALITIES if f"{m}{PATH_SUFFIX}" in column_names]
-        if modalities:
-            wanted = [m for m in wanted if m in modalities]
-    unknown = [m for m in (modalities or ()) if m not in MODALITIES]
-    if unknown:
-        raise ValueError(f"modalities={list(modalities)}: unknown {unknown}; choose from {list(MODALITIES)}.")
-    return phase2, wanted
-
-
-def resolved_features(
-    features: datasets.Features,
-    decode: bool = True,
-    on_missing_media: str = "error",
-    media_options: Optional[Dict[str, dict]] = None,
-    modalities: Optional[Sequence[str]] = None,
-) -> datasets.Features:
-    """The features of a resolved export: the export's plus decoding media columns, in builder order."""
-    clash = [m for m in MODALITIES if m in features]
-    if clash:
-        raise ValueError(f"Columns {clash} already exist: this dataset is already resolved (or not an E-MM1 export).")
-    if not any(name.endswith(PATH_SUFFIX) for name in features):
-        raise ValueError(f"No *{PATH_SUFFIX} column in {list(features)}: not an E-MM1 export.")
-    phase2, media = _media_columns(list(features), modalities)
-    options = media_options or {}
-
-    def feature(m: str):
-        return media_feature(m, decode=decode, on_missing_media=on_missing_media, **options.get(m, {}))
-
-    out: Dict[str, Any] = {}
-    for name, value in features.items():
-        out[name] = value
-        if not phase2 and name.endswith(PATH_SUFFIX) and name[: -len(PATH_SUFFIX)] in media:
-            out[name[: -len(PATH_SUFFIX)]] = feature(name[: -len(PATH_SUFFIX)])
-    if phase2:
-        out.update({m: feature(m) for m in media})
-    return datasets.Features(out)
-
-
-def _resolve_table(table: pa.Table, root: str, features: datasets.Features) -> pa.Table:
-    """Arrow batch function of `resolve`: absolute paths, media columns from them, cast to `features`."""
-    root_scalar = pa.scalar(root, pa.string())
-    columns: Dict[str, Any] = {}
-    for name in table.column_names:
-        column = table[name]
-        if name.endswith(PATH_SUFFIX):
-            column = pc.binary_join_element_wise(root_scalar, column.cast(pa.string()), "/")
-        columns[name] = column
-    phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
-    for m in features:
-        if m not in MODALITIES or m in columns:
-            continue
-        if phase2:
-            null = pa.scalar(None, pa.string())
-            columns[m] = pc.if_else(
-                pc.equal(columns["paired_modality"], m),
-                columns["paired_file_path"],
-                pc.if_else(pc.equal(columns["annotated_modality"], m), columns["annotated_file_path"], null),
-            )
-        else:
-            columns[m] = columns[f"{m}{PATH_SUFFIX}"]
-    return cast_table_to_features(pa.table({name: columns[name] for name in features}), features)
-
-
-def _resolve_batch(batch: Dict[str, list], root: str, features: datasets.Features) -> Dict[str, list]:
-    """Python batch function of `resolve` for streaming: the same as `_resolve_table` on lists.
-
-    (`datasets` 3.6 does not decode the rows of an Arrow-formatted streaming map, so streaming
-    goes through Python batches; media values are path strings that the features encode.)
-    """
-    columns = dict(batch)
-    for name, values in batch.items():
-        if name.endswith(PATH_SUFFIX):
-            columns[name] = [None if v is None else f"{root}/{v}" for v in values]
-    phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
-    for m in features:
-        if m not in MODALITIES or m in batch:
-            continue
-        if phase2:
-            columns[m] = [
-                paired if paired_m == m else annotated if annotated_m == m else None
-                for paired, annotated, paired_m, annotated_m in zip(
-                    columns["paired_file_path"], columns["annotated_file_path"],
-                    columns["paired_modality"], columns["annotated_modality"],
-                )
-            ]
-        else:
-            columns[m] = columns[f"{m}{PATH_SUFFIX}"]
-    return {name: columns[name] for name in features}
-
-
-def resolve(
-    dataset: AnyDataset,
-    root: str,
-    *,
-    decode: bool = True,
-    on_missing_media: str = "error",
-    media_options: Optional[Dict[str, dict]] = None,
-    modalities: Optional[Sequence[str]] = None,
-    num_proc: Optional[int] = None,
-) -> AnyDataset:
-    """Turn a loaded E-MM1 export into what the builders give: absolute paths and decoding media columns.
-
-    Works on `Dataset` (a batched Arrow `map`, cached like any map), `IterableDataset` (lazy,
-    streaming) and `DatasetDict` / `IterableDatasetDict` (every split).
-
-    Args:
-        dataset: a split (or dict of splits) loaded from an export, e.g. `load_dataset(DIR, "phase1_nn1")`.
-        root: the media root holding `save_folder/{modality folder}/file_name`; a local folder or a URL.
-        decode: media columns decode on access (False: `{"bytes", "path"}` dicts).
-        on_missing_media: "error" (a missing file raises, naming it) or "null" (decodes to None).
-        media_options: per-modality feature options, e.g. `{"points": {"num_points": 2048}}`.
-        modalities: media columns to add (default: every modality that has paths; all four for phase 2).
-        num_proc: processes for the map of a `Dataset`.
-
-    Returns:
-        The same kind of object with `*_file_path` absolute and `image`/`audio`/`video`/`points` columns.
-    """
-    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        kwargs = dict(decode=decode, on_missing_media=on_missing_media, media_options=media_options,
-                      modalities=modalities, num_proc=num_proc)
-        return type(dataset)({split: resolve(ds, root, **kwargs) for split, ds in dataset.items()})
-    if dataset.features is None:
-        raise ValueError("resolve() needs a dataset with known features; load the export with its README.md.")
-    root = normalize_root(os.fspath(root))
-    features = resolved_features(dataset.features, decode, on_missing_media, media_options, modalities)
-    fn_kwargs = {"root": root, "features": features}
-    if isinstance(dataset, datasets.IterableDataset):
-        # map, then cast: rows are encoded and decoded with the new features when iterated.
-        return dataset.map(_resolve_batch, batched=True, fn_kwargs=fn_kwargs).cast(features)
-    mapped = dataset.with_format("arrow").map(
-        _resolve_table, batched=True, features=features, fn_kwargs=fn_kwargs, num_proc=num_proc,
-        desc="Resolving E-MM1 media paths",
-    )
-    return mapped.with_format(None)
 
 
 # -- command line -------------------------------------------------------------------------------

@@ -11,16 +11,15 @@ import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .errors import EMM1DataError
-from .layout import is_remote
-from .layout import missing_names
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.io.fs import is_remote
 
 # Grouping rows are short lines of integers, so a byte range of this size holds ~500k rows.
 DEFAULT_SHARD_BYTES = 16 << 20
@@ -84,6 +83,12 @@ def has_data_rows(path: str) -> bool:
             if block.strip(b"\r\n"):
                 return True
     return False
+
+
+def missing_names(wanted: Iterable[str], present: Iterable[str]) -> List[str]:
+    """The names of `wanted` absent from `present`, in `wanted` order."""
+    present = set(present)
+    return [name for name in wanted if name not in present]
 
 
 def check_columns(path: str, header: Sequence[str], required: Sequence[str]) -> None:

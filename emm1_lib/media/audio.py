@@ -11,13 +11,12 @@ from typing import Union
 
 import numpy as np
 
-from emm1_lib.media_files import MediaDecodeError
-from emm1_lib.media_files import MediaSource
-from emm1_lib.media_files import resolve_media
+from emm1_lib.media.files import MediaDecodeError
+from emm1_lib.media.files import MediaSource
+from emm1_lib.media.files import resolve_media
 
 # Containers libsndfile cannot read: go straight to PyAV instead of failing in soundfile first.
 PYAV_AUDIO_EXTENSIONS = (".mp4", ".m4a", ".aac", ".mov", ".mkv", ".webm", ".opus", ".wma", ".3gp")
-SOUNDFILE_AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
 
 
 def _read_soundfile(file) -> Tuple[np.ndarray, int]:

@@ -30,20 +30,31 @@ def _hash_source_files(paths: List[str]) -> str:
     return _hash_python_lines(lines)
 
 
+# What prepared data depends on: readers, schema and rules, media features, builders. Tools (CLI,
+# export, validate, demo) and test-data generators do not change prepared data, so they stay out.
+PREPARED_DATA_PACKAGES = ("io", "schema", "media", "builders")
+
+
+def prepared_data_sources(module_file: str) -> List[str]:
+    """The source files whose content is the cache key of prepared data: a builder module and the layers below it."""
+    library_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sources = [module_file, os.path.join(library_dir, "errors.py")]
+    for package in PREPARED_DATA_PACKAGES:
+        folder = os.path.join(library_dir, package)
+        sources += [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".py")]
+    return sources
+
+
 def register_builder_module(name: str, module_name: str, module_file: str) -> None:
     """Make `datasets.load_dataset(name, ...)` use the builder of an imported module.
 
     Today's `datasets` runs no scripts but resolves names of packaged modules first, so an
     imported builder module is registered as one. The hash (the cache key of prepared data)
-    covers the module and the shared library, so editing either invalidates old caches.
+    covers the module and the layers it is built from, so editing them invalidates old caches.
     """
     from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 
-    library_dir = os.path.dirname(os.path.abspath(__file__))
-    sources = [module_file] + [
-        os.path.join(library_dir, f) for f in os.listdir(library_dir) if f.endswith(".py")
-    ]
-    _PACKAGED_DATASETS_MODULES[name] = (module_name, _hash_source_files(sources))
+    _PACKAGED_DATASETS_MODULES[name] = (module_name, _hash_source_files(prepared_data_sources(module_file)))
 
 
 def root_from_environment(config_kwargs: dict) -> dict:

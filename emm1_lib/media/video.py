@@ -13,9 +13,9 @@ from typing import Union
 
 import numpy as np
 
-from emm1_lib.media_files import MediaDecodeError
-from emm1_lib.media_files import MediaSource
-from emm1_lib.media_files import resolve_media
+from emm1_lib.media.files import MediaDecodeError
+from emm1_lib.media.files import MediaSource
+from emm1_lib.media.files import resolve_media
 
 
 class VideoReader:

@@ -1,0 +1,532 @@
+"""E-MM1: captions linked to images, audio, video and point clouds (E-MM1:100M and E-MM1:1M).
+
+Configs:
+- `phase1_nn1` … `phase1_nn16`: E-MM1:100M, one row per caption with its k-th nearest image,
+  audio clip, video and point cloud (`nn_{k}/data_groups.csv` joined with `infos/*.csv`).
+- `phase1_all`: all 16 neighbours (`nn_index` 1–16), ~107 M rows at full scale.
+- `phase2_triplets`: E-MM1:1M, human-rated (caption, paired item, annotated item) triplets.
+
+Usage (today's `datasets`): `import emm1; datasets.load_dataset("emm1", "phase1_nn1", data_dir=..., root_data_path=...)`.
+Usage (`datasets` 3.6): `datasets.load_dataset("path/to/emm1.py", "phase1_nn1", data_dir=..., trust_remote_code=True)`.
+The metadata CSVs of both schema generations (the seed draft and the release) are accepted.
+"""
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.table import cast_table_to_features
+
+from emm1_lib.io.column_store import writable_folder
+from emm1_lib.builders.compat import root_from_environment
+from emm1_lib.builders.compat import table_key
+from emm1_lib.errors import DanglingIdWarning
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.media.features import media_feature
+from emm1_lib.schema.layout import EMM1_CITATION
+from emm1_lib.schema.layout import EMM1_HOMEPAGE
+from emm1_lib.schema.layout import MODALITIES
+from emm1_lib.schema.layout import NUM_NEIGHBOURS
+from emm1_lib.schema.layout import PHASE1_FOLDERS
+from emm1_lib.schema.layout import PHASE2_FOLDERS
+from emm1_lib.schema.layout import PROVENANCE_COLUMNS
+from emm1_lib.io.fs import exists
+from emm1_lib.schema.layout import find_split_dir
+from emm1_lib.io.fs import is_remote
+from emm1_lib.io.fs import join
+from emm1_lib.io.fs import normalize_root
+from emm1_lib.schema.infos import DanglingCount
+from emm1_lib.schema.infos import MediaInfo
+from emm1_lib.schema.infos import TextInfo
+from emm1_lib.media.files import check_on_missing_media
+from emm1_lib.io.tables import DEFAULT_SHARD_BYTES
+from emm1_lib.io.tables import byte_ranges
+from emm1_lib.io.tables import check_columns
+from emm1_lib.io.tables import has_data_rows
+from emm1_lib.io.tables import range_row_line
+from emm1_lib.io.tables import read_csv_range
+from emm1_lib.io.tables import read_header
+from emm1_lib.schema.triplets import DEFAULT_ANNOTATION_LABELS
+from emm1_lib.schema.triplets import annotation_codes_for
+from emm1_lib.schema.triplets import normalize_triplets
+from emm1_lib.schema.triplets import read_annotation_labels
+from emm1_lib.schema.triplets import select_triplets
+
+_LICENSE = "ODC-By 1.0 for the database; every media item keeps its source licence (column *_dataset_license)."
+PHASE1_CONFIG_NAMES = tuple(f"phase1_nn{k}" for k in range(1, NUM_NEIGHBOURS + 1))
+
+
+@dataclass
+class EMM1Config(datasets.BuilderConfig):
+    """BuilderConfig for E-MM1.
+
+    Args:
+        nn_index (`int`, *optional*): which neighbour file `nn_{k}/data_groups.csv` a phase-1 config
+            reads (set by `phase1_nn{k}`; None for `phase1_all` and `phase2_triplets`).
+        data_dir (`str`): the metadata folder: `e-mm1_100m/` or `encord_phase_1_dataset/` for phase 1,
+            `e-mm1_1m/` or `encord_phase_2_dataset/` for phase 2, or a parent folder holding them.
+            Local path or URL.
+        root_data_path (`str`, *optional*): the media root; file paths are
+            `root_data_path/save_folder/{modality folder}/file_name`. Defaults to the `ROOT_DATA_PATH`
+            environment variable.
+        modalities (`list[str]`): subset of `image`, `audio`, `video`, `points` (default all). Phase 2
+            keeps the triplets whose paired and annotated modalities are both in the set.
+        media_folders (`dict[str, str]`): per-modality folder name replacing `{modality}` in paths, e.g.
+            `{"audio": "video"}` where the released download guide keeps audio `.mp4` under `video/`.
+        decode (`bool`): whether media columns decode on access (False gives `{"path", "bytes"}`).
+        on_missing_media (`str`): `"error"` (default) raises naming the file when a media file is
+            missing at decode time; `"null"` decodes it to None.
+        allow_outside_root (`bool`): decoding refuses local media that resolve (through symlinks) outside
+            `root_data_path`; True allows them (your own links to another disk).
+        media_options (`dict[str, dict]`): per-modality options of the media features, e.g.
+            `{"points": {"num_points": 2048, "normalize": True}, "audio": {"sampling_rate": 16000}}`.
+        annotations (`list`, *optional*): phase 2 only: keep triplets with these labels, given as names
+            (`"Good Match"`) or codes (`1`).
+        batch_size (`int`): rows per Arrow table built and written at a time (bounds memory).
+        shard_bytes (`int`): phase 1 reads each grouping CSV as byte ranges of this size; each range
+            is a shard for `num_proc` preparation, streaming workers and multi-node splitting.
+        file_path_columns (`bool`): phase 1: keep the `{m}_file_path` string columns (default). The media
+            column `{m}` holds the same path (`{"path": ...}`), so False stores each path once: about
+            200 of ~630 bytes per row at full scale (tens of GB for `phase1_all`).
+        provenance_labels (`bool`): phase 1: store `{m}_source_dataset` and `{m}_dataset_license` as
+            `ClassLabel`s (names: the distinct values of the infos tables, sorted; known once the infos
+            are read, so `builder.info.features` shows strings before preparation) instead of
+            repeating the strings on every row.
+    """
+
+    nn_index: Optional[int] = None
+    root_data_path: Optional[str] = None
+    modalities: List[str] = field(default_factory=lambda: list(MODALITIES))
+    media_folders: Dict[str, str] = field(default_factory=dict)
+    decode: bool = True
+    on_missing_media: str = "error"
+    media_options: Dict[str, dict] = field(default_factory=dict)
+    allow_outside_root: bool = False
+    annotations: Optional[List] = None
+    batch_size: int = 100_000
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    file_path_columns: bool = True
+    provenance_labels: bool = False
+
+    @property
+    def is_phase1(self) -> bool:
+        return self.name.startswith("phase1")
+
+
+# Threads building the media columns of a phase-1 table, beside the thread that builds its text columns.
+_TABLE_WORKERS = 2
+
+
+def prefetched(items: Iterator) -> Iterator:
+    """Yield from `items`, computing the next item in a background thread while the caller handles this one.
+
+    Arrow and numpy kernels release the GIL, so on a second core table N+1 is built (CSV range
+    parsed, ids looked up, paths joined) while `datasets` casts and writes table N. One table
+    ahead: memory grows by one table. Errors surface in the caller, at the item that raised.
+    """
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-prefetch") as pool:
+        pending = pool.submit(next, items, done)
+        while True:
+            item = pending.result()
+            if item is done:
+                return
+            pending = pool.submit(next, items, done)
+            yield item
+
+
+def _require_rows(path: str) -> None:
+    """Name the file when it holds no data row: datasets would only say 'Instruction "train" corresponds to no data'."""
+    if not has_data_rows(path):
+        raise EMM1DataError(f"{path}: the file has no data rows (at most a header), so there is nothing to prepare. "
+                            "Is it truncated? Download it again.")
+
+
+def _check_nn_index(groups: pa.Table, groups_file: str, start: int, end: int) -> None:
+    """nn_index is a neighbour rank 1-16, stored as int8: name the line instead of a bare ArrowInvalid from the cast."""
+    nn_index = groups["nn_index"]
+    extremes = pc.min_max(nn_index)  # one pass; the row is looked for only when a value is out of range
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if nn_index.null_count == 0 and low is not None and 1 <= low and high <= NUM_NEIGHBOURS:
+        return
+    in_range = pc.and_(pc.greater_equal(nn_index, 1), pc.less_equal(nn_index, NUM_NEIGHBOURS))
+    row = pc.index(pc.fill_null(in_range, False), False).as_py()
+    line = range_row_line(groups_file, start, end, row)
+    raise EMM1DataError(
+        f"{groups_file}, line {line} (in bytes {start}-{end}): nn_index {nn_index[row].as_py()} "
+        f"(encord_text_id={groups['encord_text_id'][row].as_py()}) is not a neighbour rank 1-{NUM_NEIGHBOURS}."
+    )
+
+
+def _check_modalities(config: EMM1Config) -> List[str]:
+    unknown = [m for m in config.modalities if m not in MODALITIES]
+    if unknown or not config.modalities:
+        raise ValueError(f"{config.name}: modalities={config.modalities!r}; choose from {list(MODALITIES)}.")
+    unknown_folders = [m for m in config.media_folders if m not in MODALITIES]
+    if unknown_folders:
+        raise ValueError(f"{config.name}: media_folders has unknown modalities {unknown_folders}.")
+    check_on_missing_media(config.on_missing_media)
+    return [m for m in MODALITIES if m in config.modalities]  # canonical order
+
+
+class EMM1(datasets.ArrowBasedBuilder):
+    """E-MM1:100M nearest-neighbour groups and E-MM1:1M human-rated triplets, with resolved media paths."""
+
+    BUILDER_CONFIG_CLASS = EMM1Config
+    BUILDER_CONFIGS = [
+        EMM1Config(name=name, nn_index=k, description=f"E-MM1:100M, nearest neighbour number {k} of every caption.")
+        for k, name in enumerate(PHASE1_CONFIG_NAMES, start=1)
+    ] + [
+        EMM1Config(name="phase1_all", description="E-MM1:100M, all 16 nearest neighbours (nn_index 1-16)."),
+        EMM1Config(name="phase2_triplets", description="E-MM1:1M, human-rated caption / paired / annotated triplets."),
+    ]
+    DEFAULT_CONFIG_NAME = "phase1_nn1"
+    # Rows per Arrow record batch written. The library's default (1,000) splits each 100k-row table into
+    # 100 record batches of ~60 buffers each, and every buffer is a Python-level file write: 5 M writes
+    # for phase1_nn1. Rows here are small (paths, not media bytes), so write whole tables.
+    DEFAULT_WRITER_BATCH_SIZE = 100_000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **root_from_environment(kwargs))
+
+    def __getstate__(self):
+        # Infos tables are loaded lazily in each worker; never ship them through pickle.
+        state = self.__dict__.copy()
+        state["_infos_cache"] = {}
+        return state
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def _media_feature(self, modality: str):
+        options = dict(self.config.media_options.get(modality, {}))
+        root = self.config.root_data_path  # not self._root(): features exist before a root is required
+        media_root = normalize_root(root) if root and not self.config.allow_outside_root else None
+        return media_feature(
+            modality, decode=self.config.decode, on_missing_media=self.config.on_missing_media,
+            media_root=media_root, **options
+        )
+
+    def _info(self) -> datasets.DatasetInfo:
+        modalities = _check_modalities(self.config)
+        features = {"encord_text_id": datasets.Value("int64"), "caption": datasets.Value("string")}
+        if self.config.is_phase1:
+            features["nn_index"] = datasets.Value("int8")
+            for m in modalities:
+                features[f"encord_{m}_id"] = datasets.Value("int64")
+                if self.config.file_path_columns:
+                    features[f"{m}_file_path"] = datasets.Value("string")
+                features[m] = self._media_feature(m)
+                for column in PROVENANCE_COLUMNS:
+                    # With provenance_labels, _split_generators swaps in ClassLabels once the names are known.
+                    features[f"{m}_{column}"] = datasets.Value("string")
+        else:
+            features.update(
+                {
+                    "paired_modality": datasets.Value("string"),
+                    "annotated_modality": datasets.Value("string"),
+                    "encord_paired_id": datasets.Value("int64"),
+                    "encord_annotated_id": datasets.Value("int64"),
+                    "paired_file_path": datasets.Value("string"),
+                    "annotated_file_path": datasets.Value("string"),
+                    "annotation": datasets.ClassLabel(names=self._annotation_labels()),
+                }
+            )
+            for m in modalities:
+                features[m] = self._media_feature(m)
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=datasets.Features(features),
+            homepage=EMM1_HOMEPAGE,
+            license=_LICENSE,
+            citation=EMM1_CITATION,
+        )
+
+    def _annotation_labels(self) -> List[str]:
+        """Label names ordered by annotation code (ClassLabel index i is the i-th code)."""
+        return list(self._annotation_mapping(self._phase2_dir(required=False)).values())
+
+    def _annotation_mapping(self, split_dir: Optional[str]) -> Dict[int, str]:
+        """`{code: label}` from `annotation_mapping.csv`, or the documented defaults when it is absent."""
+        mapping_file = join(split_dir, "annotation_mapping.csv") if split_dir else None
+        if mapping_file and exists(mapping_file):
+            return read_annotation_labels(mapping_file)
+        return dict(DEFAULT_ANNOTATION_LABELS)
+
+    # -- locating files -----------------------------------------------------------------------
+
+    def _root(self) -> str:
+        root = self.config.root_data_path  # $ROOT_DATA_PATH already resolved into it by __init__
+        if not root:
+            raise ValueError(
+                f"{self.config.name}: no media root. Pass root_data_path=... or set the ROOT_DATA_PATH "
+                "environment variable to the folder that holds save_folder/{modality}/file_name."
+            )
+        return normalize_root(root)
+
+    def _data_dir(self) -> str:
+        if not self.config.data_dir:
+            raise ValueError(
+                f"{self.config.name}: no data_dir. Pass data_dir= the E-MM1 metadata folder "
+                f"({' / '.join(PHASE1_FOLDERS + PHASE2_FOLDERS)}, or a parent holding them)."
+            )
+        return self.config.data_dir
+
+    def _phase2_dir(self, required: bool = True) -> Optional[str]:
+        if not required and not self.config.data_dir:
+            return None
+        try:
+            return find_split_dir(self._data_dir(), PHASE2_FOLDERS, "triplets.csv", f"config {self.config.name}")
+        except EMM1DataError:
+            if required:
+                raise
+            return None
+
+    def _folder(self, modality: str) -> str:
+        return self.config.media_folders.get(modality, modality)
+
+    def _infos(self, split_dir: str, modalities: Sequence[str],
+               with_text: bool = True) -> Tuple[Optional[TextInfo], Dict[str, MediaInfo]]:
+        """The text and media infos tables of a split folder, read once per process.
+
+        `with_text=False` reads only the media tables (ClassLabel names need no captions); a later
+        call with text reads just the captions.
+        """
+        cache = self.__dict__.setdefault("_infos_cache", {})
+        key = (split_dir, tuple(modalities))
+        text, media = cache.get(key, (None, None))
+        if media is not None and (text is not None or not with_text):
+            return text, media
+        cache.clear()  # one split's tables at a time bounds memory
+        infos_dir = join(split_dir, "infos")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-text") as pool:
+            # The captions stream (one block at a time, into a memory-mapped file: ~700 MB that need
+            # not stay resident) on one core while the media tables are read.
+            if with_text:
+                text = pool.submit(TextInfo.read, join(infos_dir, "text.csv"), spill_folder=self._spill_folder())
+            if media is None:
+                media = {m: MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS) for m in modalities}
+            if with_text:
+                text = text.result()
+        cache[key] = (text, media)
+        # The CSV reader's freed blocks stay with the allocator; hand them back before the long
+        # phase of building tables.
+        pa.default_memory_pool().release_unused()
+        return text, media
+
+    def _spill_folder(self) -> Optional[str]:
+        """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory)."""
+        cache_root = getattr(self, "_cache_dir_root", None)
+        if not cache_root or is_remote(cache_root):
+            return None
+        return writable_folder(os.path.join(cache_root, "emm1-tmp"))
+
+    def _prepare_split(self, split_generator, *args, **kwargs):
+        if (kwargs.get("num_proc") or 1) > 1:
+            # Each worker reads the infos itself (they are not pickled): the parent's copy, loaded for
+            # ClassLabel names, would only add a third copy to the machine's memory.
+            self.__dict__.pop("_infos_cache", None)
+        try:
+            return super()._prepare_split(split_generator, *args, **kwargs)
+        finally:
+            # Prepared (or failed): the infos tables and the captions' file are not needed any more.
+            # (Streaming keeps them between iterations: an epoch would otherwise read them again.)
+            self.__dict__.pop("_infos_cache", None)
+
+    # -- splits -------------------------------------------------------------------------------
+
+    def _split_generators(self, dl_manager):
+        modalities = _check_modalities(self.config)
+        self._root()  # fail before any work when the media root is unknown
+        if not self.config.is_phase1:
+            split_dir = self._phase2_dir()
+            _require_rows(join(split_dir, "triplets.csv"))
+            if self.config.annotations:  # a bad filter value fails here, before any data is read
+                annotation_codes_for(self.config.annotations, list(self._annotation_mapping(split_dir)), self.info.features["annotation"].names)
+            return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split_dir": split_dir})]
+        nn_indices = [self.config.nn_index] if self.config.nn_index else list(range(1, NUM_NEIGHBOURS + 1))
+        split_dir = find_split_dir(
+            self._data_dir(), PHASE1_FOLDERS, f"nn_{nn_indices[0]}/data_groups.csv", f"config {self.config.name}"
+        )
+        required = ["encord_text_id"] + [f"encord_{m}_id" for m in modalities]
+        shards: List[Tuple[str, int, int, int]] = []
+        headers: Dict[str, Tuple[str, ...]] = {}
+        for k in nn_indices:
+            groups_file = join(split_dir, f"nn_{k}", "data_groups.csv")
+            if not exists(groups_file):
+                raise EMM1DataError(f"config {self.config.name}: {groups_file} not found (neighbour file nn_{k}).")
+            headers[groups_file] = tuple(read_header(groups_file))
+            check_columns(groups_file, headers[groups_file], required)
+            _require_rows(groups_file)
+            shards += [(groups_file, start, end, k) for start, end in byte_ranges(groups_file, self.config.shard_bytes)]
+        if self.config.provenance_labels:
+            self._set_provenance_labels(self._infos(split_dir, modalities, with_text=False)[1])
+        return [
+            datasets.SplitGenerator(
+                name=datasets.Split.TRAIN,
+                # `shards` is the only list: datasets splits it across processes, workers and nodes.
+                gen_kwargs={"split_dir": split_dir, "headers": headers, "shards": shards},
+            )
+        ]
+
+    def _set_provenance_labels(self, media: Dict[str, MediaInfo]) -> None:
+        """Make the provenance columns ClassLabels named by the infos tables' distinct values.
+
+        Set here, as the packaged Parquet builder sets its features: prepared data (and its cached
+        info), streaming and num_proc workers all see them, since this runs before any of them.
+        """
+        features = dict(self.info.features)
+        for m, info in media.items():
+            for column in PROVENANCE_COLUMNS:
+                names = info.extra_names(column) if column in info.extras else []
+                features[f"{m}_{column}"] = datasets.ClassLabel(names=names)
+        self.info.features = datasets.Features(features)
+
+    def _generate_tables(self, split_dir: str, headers=None, shards=None):
+        if self.config.is_phase1:
+            yield from self._generate_phase1(split_dir, headers, shards)
+        else:
+            yield from self._generate_phase2(split_dir)
+
+    # -- phase 1 ------------------------------------------------------------------------------
+
+    def _generate_phase1(self, split_dir: str, headers: Dict[str, Tuple[str, ...]], shards) -> Iterator:
+        modalities = _check_modalities(self.config)
+        text, media = self._infos(split_dir, modalities)
+        root = self._root()
+        group_types = {c: pa.int64() for c in ["encord_text_id", "nn_index"] + [f"encord_{m}_id" for m in modalities]}
+        dangling = {"text": DanglingCount("encord_text_id", text.source)}
+        dangling.update({m: DanglingCount(f"encord_{m}_id", media[m].source) for m in modalities})
+
+        def ranges():
+            for shard_index, (groups_file, start, end, k) in enumerate(shards):
+                groups = read_csv_range(groups_file, start, end, headers[groups_file], group_types)
+                if groups is None:
+                    continue
+                if "nn_index" in groups.column_names:
+                    _check_nn_index(groups, groups_file, start, end)
+                yield shard_index, k, groups
+
+        def tables(pool):
+            # The next byte range is parsed while this one's tables are built: without it the table
+            # threads idled through every parse and the writer waited ~3 s for tables (now ~2 s).
+            for shard_index, k, groups in prefetched(ranges()):
+                for batch_index, batch in enumerate(groups.to_batches(max_chunksize=self.config.batch_size)):
+                    yield table_key(shard_index, batch_index), self._phase1_table(batch, k, text, media, root, dangling, pool)
+
+        # The modalities of a table are built side by side: Arrow's gathers and joins release the GIL,
+        # and the main thread mostly waits for the next table (writing is the lighter half).
+        with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
+            yield from prefetched(tables(pool))
+        self._warn_dangling(dangling.values())
+
+    def _phase1_table(self, groups, k: int, text: TextInfo, media: Dict[str, MediaInfo], root: str, dangling,
+                      pool: Optional[ThreadPoolExecutor] = None) -> pa.Table:
+        """One output table; with a `pool`, the media modalities are built on it while this thread does the text."""
+
+        def media_columns(m: str) -> Dict[str, pa.Array]:
+            info = media[m]
+            ids = groups.column(f"encord_{m}_id")
+            positions = info.lookup.positions(ids)
+            dangling[m].add(ids, positions)  # one counter per modality: no two threads share one
+            paths = info.file_paths(positions, root, self._folder(m))
+            columns = {f"encord_{m}_id": ids}
+            if self.config.file_path_columns:
+                columns[f"{m}_file_path"] = paths
+            columns[m] = paths
+            for column in PROVENANCE_COLUMNS:
+                columns[f"{m}_{column}"] = self._provenance(info, column, positions, self.info.features[f"{m}_{column}"])
+            return columns
+
+        pending = [pool.submit(media_columns, m) for m in media] if pool is not None else None
+        text_ids = groups.column("encord_text_id")
+        text_positions = text.lookup.positions(text_ids)
+        dangling["text"].add(text_ids, text_positions)
+        if "nn_index" in groups.schema.names:
+            nn_index = groups.column("nn_index")
+        else:  # the seed draft's files carry no nn_index column: it is the folder's k
+            nn_index = pa.array([k] * len(groups), pa.int8())
+        columns = {"encord_text_id": text_ids, "caption": text.caption_at(text_positions), "nn_index": nn_index}
+        for part in ([f.result() for f in pending] if pending is not None else map(media_columns, media)):
+            columns.update(part)
+        return cast_table_to_features(pa.table(columns), self.info.features)
+
+    @staticmethod
+    def _provenance(info: MediaInfo, column: str, positions: pa.Array, feature) -> pa.Array:
+        """A provenance column at `positions`: strings, or ClassLabel indices; null when the infos lack it."""
+        label = isinstance(feature, datasets.ClassLabel)
+        if column not in info.extras:
+            return pa.nulls(len(positions), pa.int64() if label else pa.string())
+        return info.extra_codes(column, positions, feature.names) if label else info.extra(column, positions)
+
+    # -- phase 2 ------------------------------------------------------------------------------
+
+    def _generate_phase2(self, split_dir: str) -> Iterator:
+        modalities = _check_modalities(self.config)
+        triplets_file = join(split_dir, "triplets.csv")
+        labels = self.info.features["annotation"].names
+        codes = list(self._annotation_mapping(split_dir))
+        triplets = normalize_triplets(triplets_file, codes)
+        triplets = select_triplets(triplets, modalities, self.config.annotations, codes, labels, triplets_file)
+        involved = sorted(set(pc.unique(triplets["paired_modality"]).to_pylist()) | set(pc.unique(triplets["annotated_modality"]).to_pylist()))
+        text, media = self._infos(split_dir, involved)
+        root = self._root()
+        dangling = {"text": DanglingCount("encord_text_id", text.source)}
+        for role in ("paired", "annotated"):
+            dangling.update({(role, m): DanglingCount(f"encord_{role}_id ({m})", media[m].source) for m in involved})
+        for batch_index, batch in enumerate(triplets.to_batches(max_chunksize=self.config.batch_size)):
+            yield table_key(0, batch_index), self._phase2_table(batch, text, media, root, modalities, dangling)
+        self._warn_dangling(dangling.values())
+
+    def _phase2_table(self, triplets, text: TextInfo, media: Dict[str, MediaInfo], root: str, modalities, dangling) -> pa.Table:
+        text_ids = triplets.column("encord_text_id")
+        text_positions = text.lookup.positions(text_ids)
+        dangling["text"].add(text_ids, text_positions)
+        n = len(triplets)
+        paths = {}
+        for role in ("paired", "annotated"):
+            role_modality = triplets.column(f"{role}_modality")
+            ids = triplets.column(f"encord_{role}_id")
+            role_paths = pa.nulls(n, pa.string())
+            for m, info in media.items():
+                is_m = pc.equal(role_modality, m)
+                ids_m = pc.if_else(is_m, ids, pa.scalar(None, pa.int64()))
+                positions = info.lookup.positions(ids_m)
+                dangling[(role, m)].add(ids_m, positions)
+                role_paths = pc.if_else(is_m, info.file_paths(positions, root, self._folder(m)), role_paths)
+            paths[role] = role_paths
+        columns = {
+            "encord_text_id": text_ids,
+            "caption": text.caption_at(text_positions),
+            "paired_modality": triplets.column("paired_modality"),
+            "annotated_modality": triplets.column("annotated_modality"),
+            "encord_paired_id": triplets.column("encord_paired_id"),
+            "encord_annotated_id": triplets.column("encord_annotated_id"),
+            "paired_file_path": paths["paired"],
+            "annotated_file_path": paths["annotated"],
+            "annotation": triplets.column("annotation"),
+        }
+        for m in modalities:
+            in_paired = pc.equal(triplets.column("paired_modality"), m)
+            in_annotated = pc.equal(triplets.column("annotated_modality"), m)
+            columns[m] = pc.if_else(
+                in_paired, paths["paired"], pc.if_else(in_annotated, paths["annotated"], pa.scalar(None, pa.string()))
+            )
+        return cast_table_to_features(pa.table(columns), self.info.features)
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def _warn_dangling(self, counts) -> None:
+        """One warning per id column with dangling ids: rows are kept, their looked-up values are null."""
+        for count in counts:
+            if count.count:
+                message = (
+                    f"{self.config.name}: {count.count} {count.column} value(s) have no row in {count.infos_file} "
+                    f"(e.g. {count.examples}); those rows are kept with null paths/captions. "
+                    "`emm1 validate` lists them all."
+                )
+                warnings.warn(message, DanglingIdWarning, stacklevel=2)
+

@@ -1,0 +1,202 @@
+"""EShot: zero-shot audio <-> point-cloud classification benchmark of E-MM1 (112 categories, ~3,500 samples).
+
+Configs (split `test`):
+- `eshot_audio`: one row per audio clip: `eshot_audio_id`, `category`, `audio_file_path`, `audio` (decoded on
+  access), `youtube_id`, `start_time`, `end_time`.
+- `eshot_points`: one row per point cloud: `eshot_point_id`, `category`, `points_file_path`, `points`, `file_id`.
+
+`category` is a `ClassLabel` over the sorted union of the categories of `category_to_audio_ids.json` and
+`category_to_point_ids.json`, so a category has the same id in both configs. Rows are sorted by id: that is the
+"dataset order" of embeddings files given to `eshot evaluate`.
+
+Both schema generations are read (detected from the CSV headers):
+- seed draft: `eshot_audio_id, youtube_id, start_time, end_time` and `eshot_point_id, object_id`; media in
+  `eshot/audio/` and `eshot/point-clouds/`, named by id with any extension;
+- release: `file_name, save_folder` added, points `eshot_point_id, file_id, file_name, save_folder`; media at
+  `root_data_path/save_folder/{audio|points}/file_name` (the released example's `ROOT/eshot/audio/file_name`).
+
+Usage (today's `datasets`): `import eshot; datasets.load_dataset("eshot", "eshot_audio", data_dir=...)`.
+Usage (`datasets` 3.6):
+`datasets.load_dataset("path/to/eshot.py", "eshot_audio", data_dir=..., trust_remote_code=True)`.
+Evaluate with the `metrics/eshot` metric (see its card).
+"""
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Dict
+from typing import Optional
+
+import datasets
+import pyarrow as pa
+from datasets.table import cast_table_to_features
+
+from emm1_lib.builders.compat import root_from_environment
+from emm1_lib.builders.compat import table_key
+from emm1_lib.schema.eshot_files import CATEGORY_FILES
+from emm1_lib.schema.eshot_files import ESHOT_MODALITIES
+from emm1_lib.schema.eshot_files import ID_COLUMNS
+from emm1_lib.schema.eshot_files import RELEASED_MEDIA_FOLDERS
+from emm1_lib.schema.eshot_files import SEED_MEDIA_FOLDERS
+from emm1_lib.schema.eshot_files import UncategorisedRowWarning
+from emm1_lib.schema.eshot_files import find_eshot_dir
+from emm1_lib.schema.eshot_files import labelled_rows
+from emm1_lib.schema.eshot_files import media_files_by_id
+from emm1_lib.schema.eshot_files import parent_dir
+from emm1_lib.schema.eshot_files import read_categories
+from emm1_lib.media.features import media_feature
+from emm1_lib.schema.layout import EMM1_CITATION
+from emm1_lib.schema.layout import EMM1_HOMEPAGE
+from emm1_lib.io.fs import join
+from emm1_lib.io.fs import normalize_root
+from emm1_lib.media.files import check_on_missing_media
+from emm1_lib.schema.paths import join_media_paths
+
+logger = datasets.utils.logging.get_logger(__name__)
+
+__all__ = ["EShot", "EShotConfig", "UncategorisedRowWarning"]
+
+_LICENSE = "ODC-By 1.0 for the database; every media item keeps the licence of its source (YouTube, Objaverse)."
+
+@dataclass
+class EShotConfig(datasets.BuilderConfig):
+    """BuilderConfig for EShot.
+
+    Args:
+        modality (`str`): `"audio"` (config `eshot_audio`) or `"points"` (config `eshot_points`).
+        data_dir (`str`): the `eshot/` folder (holding the category JSONs and info CSVs), or a parent holding it.
+            Local path or URL.
+        root_data_path (`str`, *optional*): media root of the released schema: paths are
+            `root_data_path/save_folder/{media folder}/file_name`. Defaults to the `ROOT_DATA_PATH` environment
+            variable, else the parent of the `eshot/` folder (the released layout `ROOT/eshot/audio/...`). The seed
+            schema ignores it: its media live in the `eshot/` folder itself.
+        media_folders (`dict[str, str]`): per-modality folder name replacing the default (`audio`, and `points` for
+            the release or `point-clouds` for the seed), e.g. `{"points": "point-clouds"}`.
+        decode (`bool`): whether the media column decodes on access (False gives `{"path", "bytes"}`).
+        on_missing_media (`str`): `"error"` (default) raises naming the file when a media file is missing at decode
+            time; `"null"` decodes it to None.
+        media_options (`dict`): options of this modality's media feature, e.g. `{"num_points": 2048,
+            "normalize": True}` for points or `{"sampling_rate": 16000}` for audio.
+        allow_outside_root (`bool`): decoding refuses local media that resolve (through symlinks) outside the
+            media root; True allows them (your own links to another disk).
+    """
+
+    modality: str = "audio"
+    root_data_path: Optional[str] = None
+    media_folders: Dict[str, str] = field(default_factory=dict)
+    decode: bool = True
+    on_missing_media: str = "error"
+    media_options: Dict[str, object] = field(default_factory=dict)
+    allow_outside_root: bool = False
+
+
+class EShot(datasets.ArrowBasedBuilder):
+    """EShot benchmark: audio clips and point clouds of 112 categories, with their resolved media paths."""
+
+    BUILDER_CONFIG_CLASS = EShotConfig
+    BUILDER_CONFIGS = [
+        EShotConfig(name="eshot_audio", modality="audio", description="EShot audio clips with their category."),
+        EShotConfig(name="eshot_points", modality="points", description="EShot point clouds with their category."),
+    ]
+    DEFAULT_CONFIG_NAME = "eshot_audio"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **root_from_environment(kwargs))
+
+    def _check_config(self) -> str:
+        modality = self.config.modality
+        if modality not in ESHOT_MODALITIES:
+            raise ValueError(f"{self.config.name}: modality={modality!r}; choose from {list(ESHOT_MODALITIES)}.")
+        unknown = [m for m in self.config.media_folders if m not in ESHOT_MODALITIES]
+        if unknown:
+            raise ValueError(f"{self.config.name}: media_folders has unknown modalities {unknown}.")
+        check_on_missing_media(self.config.on_missing_media)
+        return modality
+
+    def _eshot_dir(self) -> str:
+        if not self.config.data_dir:
+            raise ValueError(
+                f"{self.config.name}: no data_dir. Pass data_dir= the eshot/ folder (holding "
+                f"{CATEGORY_FILES['audio']}, {CATEGORY_FILES['points']} and the info CSVs) or a parent holding it."
+            )
+        return find_eshot_dir(self.config.data_dir)
+
+    def _media_root(self) -> str:
+        """`root_data_path` (or `$ROOT_DATA_PATH`), else the folder holding `eshot/` (seed media live inside it)."""
+        root = self.config.root_data_path
+        return normalize_root(root) if root else parent_dir(self._eshot_dir())
+
+    def _info(self) -> datasets.DatasetInfo:
+        modality = self._check_config()
+        id_column = ID_COLUMNS[modality]
+        features = {
+            id_column: datasets.Value("int64"),
+            "category": datasets.ClassLabel(names=read_categories(self._eshot_dir())),
+            f"{modality}_file_path": datasets.Value("string"),
+            modality: media_feature(
+                modality,
+                decode=self.config.decode,
+                on_missing_media=self.config.on_missing_media,
+                media_root=None if self.config.allow_outside_root else self._media_root(),
+                **dict(self.config.media_options),
+            ),
+        }
+        if modality == "audio":
+            features.update(
+                {
+                    "youtube_id": datasets.Value("string"),
+                    "start_time": datasets.Value("float64"),
+                    "end_time": datasets.Value("float64"),
+                }
+            )
+        else:
+            features["file_id"] = datasets.Value("string")
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=datasets.Features(features),
+            homepage=EMM1_HOMEPAGE,
+            license=_LICENSE,
+            citation=EMM1_CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        modality = self._check_config()
+        eshot_dir = self._eshot_dir()
+        # Read and check the (small) metadata and media paths here, so a data error surfaces as itself (not wrapped
+        # in a generation error) before any generation.
+        rows, schema = labelled_rows(eshot_dir, modality, self.info.features["category"].names)
+        paths = self._media_paths(rows, schema, eshot_dir)
+        return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"rows": rows, "paths": paths})]
+
+    def _media_paths(self, rows: pa.Table, schema: str, eshot_dir: str) -> pa.Array:
+        modality = self.config.modality
+        if schema == "released":
+            folder = self.config.media_folders.get(modality, RELEASED_MEDIA_FOLDERS[modality])
+            root = self._media_root()
+            save_folder = rows["save_folder"].combine_chunks()
+            return join_media_paths(root, save_folder, folder, rows["file_name"].combine_chunks())
+        folder = join(eshot_dir, self.config.media_folders.get(modality, SEED_MEDIA_FOLDERS[modality]))
+        by_id = media_files_by_id(folder)
+        ids = rows[ID_COLUMNS[modality]].to_pylist()
+        names = [by_id.get(i) for i in ids]
+        missing = [i for i, name in zip(ids, names) if name is None]
+        if missing:
+            logger.warning(
+                f"{self.config.name}: {len(missing)} {ID_COLUMNS[modality]} value(s) have no media file in {folder} "
+                f"(e.g. {missing[:5]}); their paths are null."
+            )
+        return pa.array([join(folder, name) if name is not None else None for name in names], pa.string())
+
+    def _generate_tables(self, rows: pa.Table, paths: pa.Array):
+        modality = self._check_config()
+        id_column = ID_COLUMNS[modality]
+        columns = {
+            id_column: rows[id_column],
+            "category": rows["category"],
+            f"{modality}_file_path": paths,
+            modality: paths,
+        }
+        if modality == "audio":
+            columns.update({name: rows[name] for name in ("youtube_id", "start_time", "end_time")})
+        else:
+            columns["file_id"] = rows["file_id"]
+        yield table_key(0, 0), cast_table_to_features(pa.table(columns), self.info.features)
+
