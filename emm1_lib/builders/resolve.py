@@ -24,6 +24,7 @@ from emm1_lib.media.features import media_feature
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import PATH_SUFFIX
 from emm1_lib.schema.layout import PHASE2_ROLES
+from emm1_lib.schema.paths import join_under_root
 
 AnyDataset = Union[datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict]
 
@@ -49,8 +50,12 @@ def resolved_features(
     on_missing_media: str = "error",
     media_options: Optional[Dict[str, dict]] = None,
     modalities: Optional[Sequence[str]] = None,
+    media_root: Optional[str] = None,
 ) -> datasets.Features:
-    """The features of a resolved export: the export's plus decoding media columns, in builder order."""
+    """The features of a resolved export: the export's plus decoding media columns, in builder order.
+
+    `media_root`: local media must resolve (through symlinks) under it, as in the builders' features.
+    """
     clash = [m for m in MODALITIES if m in features]
     if clash:
         raise ValueError(f"Columns {clash} already exist: this dataset is already resolved (or not an E-MM1 export).")
@@ -60,7 +65,8 @@ def resolved_features(
     options = media_options or {}
 
     def feature(m: str):
-        return media_feature(m, decode=decode, on_missing_media=on_missing_media, **options.get(m, {}))
+        return media_feature(m, decode=decode, on_missing_media=on_missing_media, media_root=media_root,
+                             **options.get(m, {}))
 
     out: Dict[str, Any] = {}
     for name, value in features.items():
@@ -72,14 +78,13 @@ def resolved_features(
     return datasets.Features(out)
 
 
-def _resolve_table(table: pa.Table, root: str, features: datasets.Features) -> pa.Table:
+def _resolve_table(table: pa.Table, indices: List[int], root: str, features: datasets.Features) -> pa.Table:
     """Arrow batch function of `resolve`: absolute paths, media columns from them, cast to `features`."""
-    root_scalar = pa.scalar(root, pa.string())
     columns: Dict[str, Any] = {}
     for name in table.column_names:
         column = table[name]
         if name.endswith(PATH_SUFFIX):
-            column = pc.binary_join_element_wise(root_scalar, column.cast(pa.string()), "/")
+            column = join_under_root(root, column, f"resolve: column {name}", indices)
         columns[name] = column
     phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
     for m in features:
@@ -97,7 +102,7 @@ def _resolve_table(table: pa.Table, root: str, features: datasets.Features) -> p
     return cast_table_to_features(pa.table({name: columns[name] for name in features}), features)
 
 
-def _resolve_batch(batch: Dict[str, list], root: str, features: datasets.Features) -> Dict[str, list]:
+def _resolve_batch(batch: Dict[str, list], indices: List[int], root: str, features: datasets.Features) -> Dict[str, list]:
     """Python batch function of `resolve` for streaming: the same as `_resolve_table` on lists.
 
     (`datasets` 3.6 does not decode the rows of an Arrow-formatted streaming map, so streaming
@@ -106,7 +111,8 @@ def _resolve_batch(batch: Dict[str, list], root: str, features: datasets.Feature
     columns = dict(batch)
     for name, values in batch.items():
         if name.endswith(PATH_SUFFIX):
-            columns[name] = [None if v is None else f"{root}/{v}" for v in values]
+            columns[name] = join_under_root(root, pa.array(values, pa.string()), f"resolve: column {name}",
+                                            indices).to_pylist()
     phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
     for m in features:
         if m not in MODALITIES or m in batch:
@@ -133,6 +139,7 @@ def resolve(
     media_options: Optional[Dict[str, dict]] = None,
     modalities: Optional[Sequence[str]] = None,
     num_proc: Optional[int] = None,
+    allow_outside_root: bool = False,
 ) -> AnyDataset:
     """Turn a loaded E-MM1 export into what the builders give: absolute paths and decoding media columns.
 
@@ -147,24 +154,32 @@ def resolve(
         media_options: per-modality feature options, e.g. `{"points": {"num_points": 2048}}`.
         modalities: media columns to add (default: every modality that has paths; all four for phase 2).
         num_proc: processes for the map of a `Dataset`.
+        allow_outside_root: decoding and embedding (`push_to_hub`, `to_parquet`) refuse local media that
+            resolve, through symlinks, outside `root`, as the builders do; True allows them (your own links).
 
     Returns:
         The same kind of object with `*_file_path` absolute and `image`/`audio`/`video`/`points` columns.
     """
     if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         kwargs = dict(decode=decode, on_missing_media=on_missing_media, media_options=media_options,
-                      modalities=modalities, num_proc=num_proc)
+                      modalities=modalities, num_proc=num_proc, allow_outside_root=allow_outside_root)
         return type(dataset)({split: resolve(ds, root, **kwargs) for split, ds in dataset.items()})
     if dataset.features is None:
         raise ValueError("resolve() needs a dataset with known features; load the export with its README.md.")
+    if root is None or not os.fspath(root):
+        raise ValueError(
+            "resolve() needs root= the media root: the folder (or URL) holding save_folder/{modality folder}/"
+            "file_name, the root_data_path the builders were given."
+        )
     root = normalize_root(os.fspath(root))
-    features = resolved_features(dataset.features, decode, on_missing_media, media_options, modalities)
+    features = resolved_features(dataset.features, decode, on_missing_media, media_options, modalities,
+                                 media_root=None if allow_outside_root else root)
     fn_kwargs = {"root": root, "features": features}
     if isinstance(dataset, datasets.IterableDataset):
         # map, then cast: rows are encoded and decoded with the new features when iterated.
-        return dataset.map(_resolve_batch, batched=True, fn_kwargs=fn_kwargs).cast(features)
+        return dataset.map(_resolve_batch, batched=True, with_indices=True, fn_kwargs=fn_kwargs).cast(features)
     mapped = dataset.with_format("arrow").map(
-        _resolve_table, batched=True, features=features, fn_kwargs=fn_kwargs, num_proc=num_proc,
+        _resolve_table, batched=True, with_indices=True, features=features, fn_kwargs=fn_kwargs, num_proc=num_proc,
         desc="Resolving E-MM1 media paths",
     )
     return mapped.with_format(None)
