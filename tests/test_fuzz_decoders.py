@@ -16,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hostile_media
+
 from emm1_lib.testing import sample_media
 from emm1_lib.media.audio import read_audio
 from emm1_lib.media.files import MediaDecodeError
@@ -41,7 +43,7 @@ def _seed_files():
     sample_media.write_points_array(path, seed=2)
     points[".plain.npy"] = path.read_bytes()
     path = folder / "evil.npy"
-    sample_media.write_malicious_npy(path, MARKER)
+    hostile_media.write_malicious_npy(path, MARKER)
     points[".evil.npy"] = path.read_bytes()
     audio = {}
     for suffix in AUDIO_FORMATS:

@@ -19,8 +19,9 @@ import datasets
 import numpy as np
 import pytest
 
+import hostile_media
+
 import emm1
-from emm1_lib.testing import sample_media
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.media.features import media_feature
@@ -591,7 +592,7 @@ def test_pickled_npy_that_runs_code_is_refused_through_the_dataset(media_tree, t
     plain = ds.with_format(None).cast_column("points", ds.features["points"].__class__(decode=False))
     i, path = _row_with(plain, "points", ".npy")
     marker = tmp_path / "marker"
-    sample_media.write_malicious_npy(path, marker)
+    hostile_media.write_malicious_npy(path, marker)
     with pytest.raises(UnsafePickleError) as raised:
         ds[i]["points"]
     assert path in str(raised.value) and not marker.exists()
@@ -606,7 +607,7 @@ def test_truncated_media_give_a_clear_error_naming_the_file(media_tree, modality
     ds, _ = prepare(media_tree, decode=True, modalities=[modality])
     plain = ds.cast_column(modality, ds.features[modality].__class__(decode=False))
     i, path = _row_with(plain, modality, suffix)
-    sample_media.write_corrupt(path, seed=1, kind=modality, keep=0.3)
+    hostile_media.write_corrupt(path, seed=1, kind=modality, keep=0.3)
     with pytest.raises(MediaDecodeError) as raised:
         value = ds[i][modality]
         if modality == "video":

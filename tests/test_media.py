@@ -12,6 +12,8 @@ import soundfile
 from datasets.table import embed_table_storage
 from datasets.table import table_cast
 
+import hostile_media
+
 from emm1_lib.testing import sample_media
 from emm1_lib.media.features import EMM1Audio
 from emm1_lib.media.features import EMM1Image
@@ -134,7 +136,7 @@ def test_missing_media_error_and_null(media, tmp_path, modality):
 @pytest.mark.parametrize("modality", list(NAMES))
 def test_corrupt_media_names_the_file(tmp_path, modality):
     path = tmp_path / ("bad_" + NAMES[modality])
-    sample_media.write_corrupt(path, seed=1, kind=KINDS[modality], keep=0.4)
+    hostile_media.write_corrupt(path, seed=1, kind=KINDS[modality], keep=0.4)
     ds = datasets.Dataset.from_dict({modality: [str(path)]}).cast_column(modality, media_feature(modality))
     with pytest.raises(MediaDecodeError, match="bad_"):
         ds[0]

@@ -11,6 +11,8 @@ import soundfile
 import soxr
 import trimesh
 
+import hostile_media
+
 from emm1_lib.testing import sample_media
 from emm1_lib.media.audio import read_audio
 from emm1_lib.media.files import MediaDecodeError
@@ -110,7 +112,7 @@ def test_corrupt_audio_names_file(tmp_path):
     with pytest.raises(MediaDecodeError, match="bad.wav"):
         read_audio(str(path))
     truncated = tmp_path / "trunc.mp4"
-    sample_media.write_corrupt(truncated, seed=1, kind="audio", keep=0.3)
+    hostile_media.write_corrupt(truncated, seed=1, kind="audio", keep=0.3)
     with pytest.raises(MediaDecodeError, match="trunc.mp4"):
         read_audio(str(truncated))
 
@@ -177,7 +179,7 @@ def test_both_streams_mp4_is_audio_and_video(tmp_path):
 
 def test_corrupt_video_names_file(tmp_path):
     path = tmp_path / "trunc.mp4"
-    sample_media.write_corrupt(path, seed=1, kind="video", keep=0.2)
+    hostile_media.write_corrupt(path, seed=1, kind="video", keep=0.2)
     with pytest.raises(MediaDecodeError, match="trunc.mp4"):
         VideoReader(str(path))
 
@@ -292,14 +294,14 @@ def test_point_cloud_from_bytes_is_sniffed(tmp_path):
 def test_malicious_pickle_runs_nothing(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.npy"
-    sample_media.write_malicious_npy(path, marker)
+    hostile_media.write_malicious_npy(path, marker)
     with pytest.raises(UnsafePickleError, match=r"evil\.npy.*(io|builtins)\.open"):
         read_point_cloud(str(path))
     assert not marker.exists()
     # the fixture is really malicious: an unsafe load does run its payload
     control_marker = tmp_path / "control"
     control = tmp_path / "control.npy"
-    sample_media.write_malicious_npy(control, control_marker)
+    hostile_media.write_malicious_npy(control, control_marker)
     np.load(control, allow_pickle=True)
     assert control_marker.exists()
 
@@ -346,7 +348,7 @@ def test_oversize_header_is_refused_before_allocating(tmp_path):
 @pytest.mark.parametrize("name", ["p.npy", "p.npz", "p.ply", "m.glb"])
 def test_truncated_point_clouds_name_the_file(tmp_path, name):
     path = tmp_path / name
-    sample_media.write_corrupt(path, seed=1, keep=0.5)
+    hostile_media.write_corrupt(path, seed=1, keep=0.5)
     with pytest.raises(MediaDecodeError, match=name.replace(".", r"\.")):
         read_point_cloud(str(path))
 

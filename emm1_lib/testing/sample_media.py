@@ -5,7 +5,6 @@ the encoder allows it) and fast: files are tiny (a 32x24 image, 0.25 s of audio,
 32x32 video frames, 256 points), so a test can write tens of them in well under a second.
 The format is chosen by the file suffix, as the E-MM1 folders are.
 """
-import io
 import pathlib
 from fractions import Fraction
 from typing import Dict
@@ -284,36 +283,3 @@ def write_mesh(path: pathlib.Path, seed: int) -> None:
     file_type = path.suffix.lower().lstrip(".")
     data = mesh(seed).export(file_type=file_type)
     path.write_bytes(data if isinstance(data, bytes) else data.encode())
-
-
-# ---------------------------------------------------------------- a malicious OpenShape file (tests only)
-
-class _CreateMarker:
-    """Pickles as `open(marker, "w")`: unpickling it with plain pickle creates an empty marker file."""
-
-    def __init__(self, marker: pathlib.Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def write_malicious_npy(path: pathlib.Path, marker: pathlib.Path) -> None:
-    """Write an OpenShape-looking `.npy` whose pickle, if executed, creates the file `marker`.
-
-    Its only effect when loaded unsafely (np.load(allow_pickle=True)) is an empty file at
-    `marker`, so tests can assert that a safe loader ran nothing.
-    """
-    xyz, rgb = points_arrays(0)
-    holder = np.empty((), dtype=object)
-    holder[()] = {"xyz": xyz, "rgb": rgb, "id": "malicious", "payload": _CreateMarker(marker)}
-    buffer = io.BytesIO()
-    np.save(buffer, holder, allow_pickle=True)
-    pathlib.Path(path).write_bytes(buffer.getvalue())
-
-
-def write_corrupt(path: pathlib.Path, seed: int, *, kind: Optional[str] = None, keep: float = 0.3) -> None:
-    """Write a valid media file and truncate it to `keep` of its size (a corrupt download)."""
-    write_media(path, seed, kind=kind)
-    data = pathlib.Path(path).read_bytes()
-    pathlib.Path(path).write_bytes(data[: max(1, int(len(data) * keep))])
