@@ -19,7 +19,7 @@ from emm1_lib.media.files import MediaDecodeError
 from emm1_lib.media.files import MissingMediaError
 from emm1_lib.media.files import UnsafePickleError
 from emm1_lib.media.pointcloud import read_point_cloud
-from emm1_lib.media.pointcloud import restricted_loads
+from emm1_lib.media.safe_npy import restricted_loads
 from emm1_lib.media.video import VideoReader
 
 
