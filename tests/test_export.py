@@ -15,13 +15,13 @@ from huggingface_hub import DatasetCardData
 
 import emm1
 from emm1_lib.tools.cli import main as emm1_main
+from emm1_lib.builders.registry import BUILDERS
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.tools.export import DEFAULT_MAX_SHARD_BYTES
 from emm1_lib.tools.export import DEFAULT_MIN_FILES
 from emm1_lib.tools.export import DEFAULT_ROW_GROUP_ROWS
 from emm1_lib.tools.export import _plan_files
-from emm1_lib.tools.export import builder_classes
 from emm1_lib.tools.export import export
 from emm1_lib.tools.export import export_features
 from emm1_lib.builders.resolve import resolve
@@ -63,7 +63,7 @@ def exported(released_tree, tmp_path_factory):
 
 def _builder_split(tree, config, cache, **kwargs):
     """What the builder itself gives for `config` with media under the tree root (decode off)."""
-    for cls in builder_classes():
+    for cls in BUILDERS:
         if config in [c.name for c in cls.BUILDER_CONFIGS]:
             builder = cls(config_name=config, data_dir=tree.root, root_data_path=tree.root, decode=False,
                           cache_dir=cache, **kwargs)

@@ -22,8 +22,6 @@ makes the paths absolute and adds the media columns back with the project's deco
 `cli(argv)` is `emm1 export ...`.
 """
 import argparse
-import importlib
-import importlib.util
 import math
 import os
 import re
@@ -38,7 +36,6 @@ from typing import List
 from typing import Optional
 from typing import Sequence
 from typing import Tuple
-from typing import Type
 
 import datasets
 import pyarrow as pa
@@ -47,6 +44,7 @@ import pyarrow.parquet as pq
 from datasets.table import cast_table_to_features
 
 from emm1_lib.tools.cli import media_folder_arg
+from emm1_lib.builders.registry import builder_config_names
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.tools.hub_card import DEFAULT_REPO_ID
 from emm1_lib.tools.hub_card import CardConfig
@@ -63,52 +61,8 @@ DEFAULT_MIN_FILES = 16
 # Builders need a media root to build paths; the export strips it again, so any fixed root works
 # and the media files need not be present.
 _EXPORT_ROOT = normalize_root(os.path.join(os.sep, "emm1-export-root"))
-# Modules whose builders' configs can be exported.
-_BUILDER_MODULES = ("emm1_lib.builders.emm1", "emm1_lib.builders.eshot")
 _STAGING_PREFIX = ".emm1-export-"
 
-BuilderClass = Type[datasets.DatasetBuilder]
-
-
-# -- builders -----------------------------------------------------------------------------------
-
-
-def builder_classes(module_names: Sequence[str] = _BUILDER_MODULES) -> List[BuilderClass]:
-    """The dataset builder classes of the installed builder modules (`emm1`, and `eshot` if present)."""
-    # Imported on demand: exporting only EShot configs need not import the E-MM1 builder.
-    found = []
-    for module_name in module_names:
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        module = importlib.import_module(module_name)
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, datasets.DatasetBuilder)
-                and value.__module__ == module.__name__
-                and value.BUILDER_CONFIGS
-            ):
-                found.append(value)
-    return found
-
-
-def builder_config_names(module_names: Sequence[str] = _BUILDER_MODULES) -> Dict[str, BuilderClass]:
-    """Every config name of the builders, in builder order, with the class that builds it."""
-    names: Dict[str, BuilderClass] = {}
-    for cls in builder_classes(module_names):
-        for config in cls.BUILDER_CONFIGS:
-            names.setdefault(config.name, cls)
-    return names
-
-
-def _builders_for(configs: Optional[Sequence[str]]) -> Dict[str, BuilderClass]:
-    """The builders needed for `configs` (all builders when None); a module is imported only if needed."""
-    available: Dict[str, BuilderClass] = {}
-    for module_name in _BUILDER_MODULES:
-        if configs and all(name in available for name in configs):
-            break
-        available.update(builder_config_names([module_name]))
-    return available
 
 
 # -- writing Parquet ----------------------------------------------------------------------------
@@ -331,7 +285,7 @@ def export(
     for key in ("root_data_path", "decode", "data_dir", "config_name", "name"):
         if key in builder_kwargs:
             raise TypeError(f"export() sets {key} itself; media paths are stored relative to the data root.")
-    available = _builders_for(configs)
+    available = builder_config_names()
     names = list(configs) if configs else list(available)
     unknown = [n for n in names if n not in available]
     if unknown:
