@@ -1,12 +1,23 @@
 """Local paths and URLs alike: joining, probing and normalising paths that may be fsspec URLs."""
 import os
+import re
 
 import fsspec
 
 
+# A URL starts with its scheme (`https://`, `hf://`, `zip://member::https://...`), or is an fsspec
+# chain whose first link names a protocol (`simplecache::s3://...`).
+_URL_START = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(://|::)")
+
+
 def is_remote(path: str) -> bool:
-    """Whether `path` is a URL (http, hf, s3, ...) rather than a local path."""
-    return "://" in path and not path.startswith("file://")
+    """Whether `path` is a URL (http, hf, s3, fsspec chains) rather than a local path.
+
+    Decided by the scheme the path starts with, never by a `://` further in: a local media path is
+    `root/save_folder/folder/file_name`, and a `file_name` such as `http://a/x.jpg` from a CSV must not
+    turn a local file (possibly a symlink out of the root) into a "remote" one that skips local checks.
+    """
+    return bool(_URL_START.match(path)) and not path.startswith("file://")
 
 
 def join(base: str, *parts: str) -> str:
