@@ -13,13 +13,14 @@ import numpy as np
 
 from emm1_lib.media.files import MediaDecodeError
 from emm1_lib.media.files import MediaSource
+from emm1_lib.media.files import open_av_container
 from emm1_lib.media.files import resolve_media
 
 # Containers libsndfile cannot read: go straight to PyAV instead of failing in soundfile first.
-PYAV_AUDIO_EXTENSIONS = (".mp4", ".m4a", ".aac", ".mov", ".mkv", ".webm", ".opus", ".wma", ".3gp")
+PYAV_AUDIO_EXTENSIONS = (".mp4", ".m4a", ".aac", ".mov", ".mkv", ".webm", ".opus", ".3gp")
 
 
-def _read_soundfile(file) -> Tuple[np.ndarray, int]:
+def _read_soundfile(file, name: str = "<audio>") -> Tuple[np.ndarray, int]:
     """(samples, channels) float32 and the sampling rate, via libsndfile."""
     import soundfile
 
@@ -27,11 +28,11 @@ def _read_soundfile(file) -> Tuple[np.ndarray, int]:
     return array, int(sampling_rate)
 
 
-def _read_pyav(file, stream_index: int = 0) -> Tuple[np.ndarray, int]:
+def _read_pyav(file, stream_index: int = 0, name: str = "<audio>") -> Tuple[np.ndarray, int]:
     """(samples, channels) float32 and the sampling rate of the first audio stream, via PyAV."""
     import av
 
-    with av.open(file, mode="r") as container:
+    with open_av_container(file, name) as container:
         streams = container.streams.audio
         if len(streams) <= stream_index:
             raise ValueError(f"no audio stream #{stream_index} (found {len(streams)} audio streams)")
@@ -127,7 +128,7 @@ def read_audio(
     for reader in readers:
         file = source.file if isinstance(source.file, str) else source.open()
         try:
-            array, rate = reader(file)
+            array, rate = reader(file, name=source.name)
             break
         except Exception as err:  # noqa: BLE001 - each backend raises its own types; reported below
             errors.append(f"{reader.__name__.lstrip('_')}: {type(err).__name__}: {err}")

@@ -32,10 +32,7 @@ from datasets.table import array_cast
 
 from emm1_lib.media.audio import read_audio
 from emm1_lib.media.files import MediaDecodeError
-from emm1_lib.media.files import MediaError
 from emm1_lib.media.files import check_on_missing_media
-from emm1_lib.media.files import check_under_root
-from emm1_lib.media.files import missing_media_error
 from emm1_lib.media.files import resolve_media
 from emm1_lib.media.pointcloud import DEFAULT_MESH_POINTS
 from emm1_lib.media.pointcloud import read_point_cloud
@@ -44,6 +41,10 @@ from emm1_lib.io.fs import is_remote
 from emm1_lib.schema.layout import MODALITIES
 
 _STORAGE_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
+# Pillow formats an image may be decoded as: those of E-MM1's sources (COCO, Flickr30k, ImageNet,
+# Conceptual Captions' web images). Others are refused before Pillow's plugins look at the bytes
+# (EPS, for one, hands the file to Ghostscript).
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes multi-picture (MPO) files
 
 
 def cast_to_bytes_path(storage: pa.Array) -> pa.StructArray:
@@ -386,29 +387,32 @@ class EMM1Image(datasets.Image):
                                 self.media_root)
 
     def decode_example(self, value: Any, token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None):
-        """Decode like `datasets.Image`; missing files follow `on_missing_media`; errors name the file."""
-        if not isinstance(value, (dict, str)):
+        """Decode like `datasets.Image` (EXIF orientation applied, `mode`), within `IMAGE_FORMATS`.
+
+        Missing files follow `on_missing_media`; local files outside `media_root` are refused; decode
+        errors name the file.
+        """
+        if not isinstance(value, (dict, str, bytes)):
             return value  # already decoded
-        if isinstance(value, str):
-            value = {"bytes": None, "path": value}
-        path = value.get("path")
-        if value.get("bytes") is None and path is not None and not is_remote(path) and not os.path.isfile(path):
-            if self.on_missing_media == "null":
-                return None
-            raise missing_media_error(path)
+        if not self.decode:
+            raise RuntimeError("Decoding is disabled for this feature. Use EMM1Image(decode=True).")
+        source = resolve_media(value, self.on_missing_media, token_per_repo_id, self.media_root)
+        if source is None:
+            return None
+        import PIL.Image
+        import PIL.ImageOps
+
         try:
-            if value.get("bytes") is None and path is not None:
-                check_under_root(path, self.media_root)
-            return super().decode_example(value, token_per_repo_id=token_per_repo_id)
-        except FileNotFoundError:
-            if self.on_missing_media == "null":
-                return None
-            raise missing_media_error(path) from None
-        except (MediaError, RuntimeError):
-            raise
+            image = PIL.Image.open(source.file if isinstance(source.file, str) else source.open(), formats=IMAGE_FORMATS)
+            image.load()  # reads the pixels and closes the file: no open file per row
+            if image.getexif().get(PIL.Image.ExifTags.Base.Orientation) is not None:
+                image = PIL.ImageOps.exif_transpose(image)
+            if self.mode and self.mode != image.mode:
+                image = image.convert(self.mode)
+            return image
         except Exception as err:
             raise MediaDecodeError(
-                f"Cannot decode {path or '<bytes>'} as an image: {type(err).__name__}: {err}. "
+                f"Cannot decode {source.name} as an image ({', '.join(IMAGE_FORMATS)}): {type(err).__name__}: {err}. "
                 "The file may be truncated or corrupt (re-download it) or in an unsupported format."
             ) from err
 

@@ -160,3 +160,44 @@ def resolve_media(
             return None
         raise missing_media_error(path) from None
     return MediaSource(io.BytesIO(data), path, path)
+
+
+# FFmpeg demuxers of the containers E-MM1's audio and video come in (names as FFmpeg lists them: one
+# demuxer may carry several). Others are refused before probing, because some read other files or
+# URLs named inside the file: concat scripts (`ffconcat`), HLS/DASH playlists, image sequences.
+ALLOWED_DEMUXERS = (
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "wav", "flac", "ogg", "mp3", "aac",
+)
+# Protocols FFmpeg may use: a local path is opened as `file:` and nothing else; a Python file object
+# (bytes read by us, e.g. remote media fetched with fsspec) needs no protocol at all.
+_LOCAL_PROTOCOLS = "file"
+_NO_PROTOCOLS = ""
+
+
+def open_av_container(file: Union[str, BinaryIO], name: str):
+    """`av.open(file)` for reading, restricted to `ALLOWED_DEMUXERS` and to the `file:` protocol.
+
+    The file has been checked (under the media root, not a symlink out of it); these allow-lists keep
+    FFmpeg from opening anything else through it: a `.mp4` that is really an ffconcat script naming
+    `/etc/passwd` or a link outside the root, a playlist, a `concat:`/`subfile:` URL. Raises
+    `MediaDecodeError` naming `name` when the container is not an allowed format.
+    """
+    import av
+
+    local = isinstance(file, str)
+    options = {
+        "format_whitelist": ",".join(ALLOWED_DEMUXERS),
+        "protocol_whitelist": _LOCAL_PROTOCOLS if local else _NO_PROTOCOLS,
+    }
+    try:
+        # "file:" makes FFmpeg read the path as a plain file name, never as another protocol's URL
+        return av.open("file:" + file if local else file, mode="r", container_options=options)
+    except av.error.FFmpegError as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise MediaDecodeError(
+            f"Cannot decode {name}: it is not one of the allowed audio/video container formats "
+            f"({', '.join(ALLOWED_DEMUXERS)}), or it is corrupt ({type(err).__name__}: {err}). Containers that "
+            "refer to other files (concat scripts, playlists) are refused."
+        ) from err
+

@@ -15,6 +15,7 @@ import numpy as np
 
 from emm1_lib.media.files import MediaDecodeError
 from emm1_lib.media.files import MediaSource
+from emm1_lib.media.files import open_av_container
 from emm1_lib.media.files import resolve_media
 
 
@@ -49,12 +50,10 @@ class VideoReader:
 
     # ------------------------------------------------------------ container handling
     def _open(self) -> None:
-        import av
-
         self.close()
         file = self._file if isinstance(self._file, str) else io.BytesIO(self._file)
         try:
-            self._container = av.open(file, mode="r")
+            self._container = open_av_container(file, self.name)
             streams = self._container.streams.video
             if len(streams) <= self.stream_index:
                 raise ValueError(f"no video stream #{self.stream_index} (found {len(streams)} video streams)")
@@ -77,6 +76,9 @@ class VideoReader:
                 frames = sum(1 for packet in self._container.demux(stream) if packet.size)
                 self._at_start = False
             self.num_frames: int = int(frames)
+        except MediaDecodeError:
+            self.close()
+            raise
         except Exception as err:
             self.close()
             raise MediaDecodeError(
