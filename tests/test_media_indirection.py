@@ -153,3 +153,19 @@ def test_a_url_looking_file_name_does_not_skip_the_symlink_check(tmp_path):
     assert len(hits), "the hostile row is referenced by some caption"
     with pytest.raises(MediaOutsideRootError, match="outside the media root"):
         ds[int(hits[0])]["image"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_non_finite_point_coordinates_are_refused(tmp_path, bad, normalize):
+    """One NaN point used to come back as is, and normalize=True spread it to every point."""
+    xyz = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
+    xyz[5, 1] = bad
+    path = tmp_path / "cloud.npy"
+    np.save(path, xyz)
+    feature = media_feature("points", normalize=normalize)
+    with pytest.raises(MediaDecodeError, match=r"cloud.npy: 1 of its 64 points have NaN or infinite coordinates"):
+        feature.decode_example({"path": str(path), "bytes": None})
+    xyz[5, 1] = 0.5
+    np.save(path, xyz)
+    assert np.isfinite(feature.decode_example({"path": str(path), "bytes": None})["xyz"]).all()

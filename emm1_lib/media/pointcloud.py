@@ -61,6 +61,10 @@ def _checked_points(xyz: Any, rgb: Any, name: str) -> Tuple[np.ndarray, Optional
         )
     if len(xyz) == 0:
         raise MediaDecodeError(f"{name}: the point cloud is empty")
+    if xyz.dtype.kind == "f" and not (math.isfinite(float(xyz.min())) and math.isfinite(float(xyz.max()))):
+        # NaN propagates through min/max; one non-finite point would spread to every point on normalize=True
+        bad = int(np.count_nonzero(~np.isfinite(xyz).all(axis=1)))
+        raise MediaDecodeError(f"{name}: {bad} of its {len(xyz)} points have NaN or infinite coordinates; the file is corrupt.")
     if rgb is not None:
         rgb = np.asarray(rgb)
         if rgb.shape != xyz.shape or rgb.dtype.kind not in "fiu":
