@@ -209,6 +209,36 @@ def modality_indices(modalities: Any, num_rows: int, first_row: int = 0) -> np.n
     return ids
 
 
+def label_kind(labels: Sequence[Any], first_row: int = 0) -> str:
+    """"names" when every label is a str (numpy's `str_` included), "ids" when every label is an int (numpy
+    integers included, bool excluded); anything else raises `EShotInputError` naming the first odd row.
+
+    Checked before `evaluate` encodes a batch: its features would turn `1` into `"1"` beside names, or fail
+    on a name after ids, and a `True` is not a category id.
+    """
+    values = list(labels)
+    if values and all(isinstance(v, str) for v in values):
+        return "names"
+    if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return "ids"
+    kinds = sorted({type(v).__name__ for v in values})
+    first_kind = "names" if values and isinstance(values[0], str) else "ids"
+    odd = next((i for i, v in enumerate(values) if label_kind_of(v) != first_kind), 0)
+    raise EShotInputError(
+        f"labels must be all category names (str) or all category ids (int), got {', '.join(kinds) or 'nothing'}; "
+        f"row {first_row + odd} holds {values[odd]!r}" if values else "labels is empty"
+    )
+
+
+def label_kind_of(value: Any) -> Optional[str]:
+    """"names" for a str, "ids" for an int that is not a bool, None for anything else."""
+    if isinstance(value, str):
+        return "names"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return "ids"
+    return None
+
+
 def _label_ids(labels: Any, num_rows: int, categories: Optional[Sequence[Any]]) -> Tuple[np.ndarray, List[Any]]:
     # lists go through dtype=object first: np.asarray([1, "a"]) would silently turn the id into the string "1"
     values = labels if isinstance(labels, np.ndarray) else np.asarray(list(labels), dtype=object)
@@ -217,16 +247,7 @@ def _label_ids(labels: Any, num_rows: int, categories: Optional[Sequence[Any]]) 
             f"labels must give one value per embedding row: {num_rows} embeddings but labels has shape {values.shape}"
         )
     if values.dtype.kind == "O":
-        kinds = {type(v) for v in values.tolist()}
-        if kinds <= {str}:
-            values = values.astype(str)
-        elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values.tolist()):
-            values = values.astype(np.int64)
-        else:
-            raise EShotInputError(
-                "labels must be all category names (str) or all category ids (int), got "
-                + ", ".join(sorted(k.__name__ for k in kinds))
-            )
+        values = values.astype(str) if label_kind(values.tolist()) == "names" else values.astype(np.int64)
     if values.dtype.kind == "S":
         values = values.astype(str)
     if values.dtype.kind == "b" or values.dtype.kind not in "iuU":
@@ -303,6 +324,26 @@ def prepare_inputs(
     return EShotInputs(embeddings=matrix, label_ids=label_ids, modality_ids=modality_ids, categories=names)
 
 
+def _max_abs(embeddings: np.ndarray, rows: np.ndarray, chunk: int) -> float:
+    """The largest absolute value of `embeddings[rows]`, read one chunk at a time (1.0 when there is none)."""
+    largest = 0.0
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(embeddings[rows[start : start + chunk]])
+        if block.size:
+            largest = max(largest, float(np.max(np.abs(block))))
+    return largest or 1.0
+
+
+def unit_rows(block: np.ndarray) -> np.ndarray:
+    """Each row of a float64 block divided by its L2 norm, without overflow or underflow in the squares.
+
+    Rows are first divided by their largest absolute value: finite rows as large as 1e300 or as small as
+    1e-300 keep their direction. Rows must be non-zero (checked by `check_finite_nonzero`).
+    """
+    block = block / np.max(np.abs(block), axis=1, keepdims=True)
+    return block / np.linalg.norm(block, axis=1, keepdims=True)
+
+
 def class_vectors(
     embeddings: np.ndarray,
     label_ids: np.ndarray,
@@ -334,16 +375,19 @@ def class_vectors(
     order = np.argsort(row_ids, kind="stable")
     sorted_ids = row_ids[order]
     sorted_rows = rows[order]
+    # One positive factor for all rows keeps every mean's direction and every sum finite (embeddings near
+    # 1e300 would overflow when summed, near 1e160 when squared for the norm).
+    scale = _max_abs(embeddings, sorted_rows, chunk)
     sums = np.zeros((num_categories, dim), dtype=np.float64)
     for start in range(0, len(rows), chunk):
         ids = sorted_ids[start : start + chunk]
-        block = np.asarray(embeddings[sorted_rows[start : start + chunk]], dtype=np.float64)
+        block = np.asarray(embeddings[sorted_rows[start : start + chunk]], dtype=np.float64) / scale
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
         sums[ids[starts]] += np.add.reduceat(block, starts, axis=0)
     counts = np.bincount(row_ids, minlength=num_categories)
     present = counts > 0
     means = sums[present] / counts[present, None]
-    norms = np.linalg.norm(means, axis=1)
+    norms = np.linalg.norm(means, axis=1)  # means are within [-1, 1] (scaled below): no overflow
     degenerate = np.flatnonzero(norms == 0)
     if len(degenerate):
         which = np.flatnonzero(present)[degenerate]
@@ -392,7 +436,7 @@ def true_class_ranks(
         if not has_vector.any():
             continue
         block = np.asarray(embeddings[rows[start : start + chunk][has_vector]], dtype=np.float64)
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        block = unit_rows(block)
         sims = block @ candidate_vectors  # (chunk, C)
         true_sims = sims[np.arange(sims.shape[0]), pos[has_vector]]
         ranks[start + np.flatnonzero(has_vector)] = np.count_nonzero(sims >= true_sims[:, None], axis=1) - 1

@@ -13,6 +13,7 @@
 # limitations under the License.
 """EShot: zero-shot audio <-> point-cloud classification accuracy (E-MM1 benchmark)."""
 
+import os
 from typing import Any
 from typing import Dict
 from typing import List
@@ -27,6 +28,7 @@ from emm1_lib.evaluation.eshot_protocol import EShotInputError
 from emm1_lib.evaluation.eshot_protocol import as_embedding_matrix
 from emm1_lib.evaluation.eshot_protocol import check_finite_nonzero
 from emm1_lib.evaluation.eshot_protocol import eshot_scores
+from emm1_lib.evaluation.eshot_protocol import label_kind
 from emm1_lib.evaluation.eshot_protocol import modality_indices
 
 
@@ -205,6 +207,7 @@ class EShot(evaluate.Metric):
                 )
         modality_indices(modalities, matrix.shape[0], first_row=first_row)
         check_finite_nonzero(matrix, first_row=first_row)
+        self._check_label_kind(label_kind(labels, first_row=first_row))
         return super().add_batch(
             embeddings=_pack_embeddings(matrix), labels=labels, modalities=modalities, **kwargs
         )
@@ -230,8 +233,53 @@ class EShot(evaluate.Metric):
         matrix = as_embedding_matrix(np.asarray(embeddings)[None, :], first_row=first_row)
         modality_indices([modalities], 1, first_row=first_row)
         check_finite_nonzero(matrix, first_row=first_row)
+        labels = labels.item() if isinstance(labels, np.generic) else labels  # one label: a name or an id
+        self._check_label_kind(label_kind([labels], first_row=first_row))
         packed = _pack_embeddings(matrix)[0]
-        return super().add(embeddings=packed, labels=_as_list(labels), modalities=modalities, **kwargs)
+        return super().add(embeddings=packed, labels=labels, modalities=modalities, **kwargs)
+
+    def _check_label_kind(self, kind: str) -> None:
+        """All rows of one computation hold names, or all hold ids: evaluate's features would convert the others."""
+        stored = getattr(self, "_label_kind", None)
+        if stored is not None and stored != kind:
+            raise EShotInputError(
+                f"labels must be all category names (str) or all category ids (int): earlier rows hold {stored}, "
+                f"this batch holds {kind}"
+            )
+        self._label_kind = kind
+
+    def compute(self, **kwargs):
+        """Compute the scores of everything added (see the module's description); the metric is reusable after
+        an error, as after a result."""
+        try:
+            return super().compute(**kwargs)
+        except Exception:
+            self._discard_rows()
+            raise
+        finally:
+            self._label_kind = None
+
+    def _discard_rows(self) -> None:
+        """Forget what was added and release its cache files and locks, as evaluate does after a result.
+
+        Without this a failed computation left evaluate's choice of label type behind, and the next call
+        with the other type failed ("invalid literal for int()").
+        """
+        self.data = None
+        pending = list(zip(getattr(self, "filelocks", None) or [], getattr(self, "file_paths", None) or []))
+        if self.writer is not None and self.cache_file_name:  # failed before the rows were finalized
+            pending.append((self.filelock, self.cache_file_name))
+        self.writer = None
+        self.buf_writer = None
+        for filelock, file_path in reversed(pending):
+            if file_path and os.path.exists(file_path):
+                os.remove(file_path)
+            if filelock is not None:
+                filelock.release()
+        self.filelocks, self.file_paths = [], []
+        self.selected_feature_format = None
+        self.cache_file_name = None
+        self.filelock = None
 
     def _compute(
         self,
