@@ -1,8 +1,6 @@
 """`eshot evaluate` (emm1_lib.tools.eshot_cli): embedding files + EShot folder -> table, result.json, bar charts."""
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
 
@@ -15,8 +13,6 @@ from emm1_lib.tools.eshot_cli import main
 from emm1_lib.evaluation.eshot_protocol import eshot_scores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(REPO, "README.md")
 
 
 def _labels_from_json(eshot_dir):
@@ -144,26 +140,3 @@ def test_module_entry_point(files, released_tree):
     )
     assert completed.returncode == 0, completed.stderr
     assert "audio -> points" in completed.stdout and (out / "result.json").exists()
-
-
-def test_usage_snippet_runs_as_written(released_tree, tmp_path, monkeypatch, capsys):
-    """The README's EShot section, run on the sample tree: Python, then the CLI line."""
-    with open(README, encoding="utf-8") as f:
-        text = f.read().split("## Evaluating a model on EShot", 1)[1].split("\n## ", 1)[0]
-    python_blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    (bash_block,) = re.findall(r"```bash\n(.*?)```", text, re.S)
-    assert 'DATA_DIR = "/path/to/eshot"' in python_blocks[0]
-    namespace = {}
-    monkeypatch.chdir(REPO)  # evaluate.load("metrics/eshot") is relative to the repository root
-    exec(python_blocks[0].replace('DATA_DIR = "/path/to/eshot"', f"DATA_DIR = {released_tree.eshot_dir!r}"), namespace)
-    results = namespace["results"]
-    assert set(results["audio_to_points_per_category"]) <= set(namespace["audio_ds"].features["category"].names)
-    assert results["num_audio"] == len(namespace["audio_ds"]) and results["embedding_dim"] == 65
-    monkeypatch.chdir(tmp_path)
-    exec(python_blocks[1], namespace)
-    argv = shlex.split(bash_block.replace("/path/to/eshot", released_tree.eshot_dir))
-    assert argv[:2] == ["eshot", "evaluate"]
-    assert main(argv[1:]) == 0
-    saved = json.loads((tmp_path / "eshot-results" / "result.json").read_text())["result"]
-    assert saved == json.loads(json.dumps(results))  # CLI on the saved files == the metric in Python
-    assert "audio -> points" in capsys.readouterr().out
