@@ -5,7 +5,7 @@ relative to a plain Python loop reading the same files with the same library.
 
 Both sides run in the same process, interleaved round by round with alternating order (so
 machine load affects both alike); the reported figure is the ratio of throughputs in each
-side's fastest round, dataset / plain loop (target >= 0.8). Absolute times depend on the machine and are printed for context only.
+side's fastest round, dataset / plain loop. Absolute times depend on the machine and are printed for context only.
 """
 import argparse
 import pathlib

@@ -1,6 +1,6 @@
 """Smoke run of benchmarks/phase1.py on a tiny tree: every contender runs and produces the same rows.
 
-No timing is asserted (timings belong to the benchmark's full-scale runs, see the README, "Performance").
+No timing is asserted (timings belong to the benchmark's full-scale runs, see docs/performance.md).
 """
 import json
 import os

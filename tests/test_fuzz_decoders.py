@@ -133,7 +133,7 @@ def test_unmutated_point_seeds_decode(suffix):
 
 
 # ---------------------------------------------------------------------------------------------- fuzz findings
-# Inputs the fuzzer found that broke the documented output contract (the README, "Safety", fixed issues 9 and 10).
+# Inputs the fuzzer found that broke the documented output contract (points of shape (N, 3), finite colours).
 
 
 def test_truncated_obj_vertex_is_an_error_not_a_bad_shape():

@@ -6,9 +6,9 @@ and the media decoders. Every case ends in one of:
   row / id / value, and a matching *error* finding of the validator with the line number;
 - a documented, counted skip (dangling ids: null + `DanglingIdWarning`; the validator warns and counts);
 - identical results (BOM, CRLF, extra columns).
-Cases marked `xfail(strict=True)` document the expected behaviour that the shared code does not have yet; the
-fix for each is in the README, "Safety" ("Open issues"). When a fix lands the test passes, the strict xfail turns into
-a failure, and the marker must be removed.
+Cases marked `xfail(strict=True)` document the expected behaviour that the shared code does not have yet (listed in
+docs/safety.md). When a fix lands the test passes, the strict xfail turns into a failure, and the marker must be
+removed.
 """
 import csv
 import io
