@@ -25,7 +25,7 @@ from emm1_lib.schema.layout import NUM_NEIGHBOURS
 from emm1_lib.schema.layout import TRIPLET_COLUMNS
 from emm1_lib.schema.paths import unsafe_mask
 
-# How many offending values a violation lists (counts are always exact).
+# How many offending values a violation lists (counts are always exact; duplicated and dangling ids: all).
 MAX_VALUES = 50
 _INT64_MAX = 2**63 - 1
 
@@ -181,7 +181,7 @@ def infos_ids(ids, path: str, id_column: str, rows: Rows = Rows()) -> List[Viola
             f"{path}: {len(duplicated)} {id_column} value(s) appear on more than one row (e.g. {duplicated[:5].tolist()}; "
             f"lines {', '.join(map(str, rows.lines_of(dup_rows[:4])))}), so a join on them is ambiguous. "
             "Remove the duplicate rows.",
-            lines=rows.lines_of(dup_rows), values=tuple(duplicated[:MAX_VALUES].tolist()), count=len(dup_rows),
+            lines=rows.lines_of(dup_rows), values=tuple(duplicated.tolist()), count=len(dup_rows),
             summary=f"{len(duplicated)} {id_column} value(s) appear on more than one row ({listed}), so a join on "
                     "them is ambiguous. Remove the duplicate rows.",
         ))
@@ -470,7 +470,7 @@ def category_rows(info_ids, by_category: Dict[str, np.ndarray], info_file: str, 
             "dangling_id", json_file,
             f"{json_file}: {len(absent)} {id_column} value(s) have no row in {info_file}: {examples}"
             f"{' ...' if len(absent) > 5 else ''}. Add the rows to the CSV or remove the ids from the JSON.",
-            values=tuple(sorted(set(listed[absent].tolist())))[:MAX_VALUES], count=len(absent),
+            values=tuple(sorted(set(listed[absent].tolist()))), count=len(absent),  # all: the report lists them
             summary=f"{{count}} {id_column} value(s) have no row in {info_file}; the EShot builder refuses this "
                     "(a labelled sample without its file).",
         ))
