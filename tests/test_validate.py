@@ -191,6 +191,17 @@ def test_cli_usage_errors(capsys):
     assert raised.value.code == 2
 
 
+def test_cli_check_media_without_a_root_is_a_usage_error(released_tree, monkeypatch, capsys):
+    """Bad arguments exit with 2 (argparse's code), not 1 (a tree with errors)."""
+    monkeypatch.delenv("ROOT_DATA_PATH", raising=False)
+    with pytest.raises(SystemExit) as raised:
+        emm1_cli.main(["validate", released_tree.root, "--check-media"])
+    assert raised.value.code == 2
+    assert "--check-media needs the media root" in capsys.readouterr().err
+    monkeypatch.setenv("ROOT_DATA_PATH", released_tree.root)
+    assert emm1_cli.main(["validate", released_tree.root, "--check-media"]) == 0
+
+
 def test_console_script(released_tree):
     """`python -m emm1_lib.tools.cli validate` in a fresh process (what the `emm1` console script runs)."""
     result = subprocess.run([sys.executable, "-m", "emm1_lib.tools.cli", "validate", released_tree.phase2_dir, "--json"],

@@ -6,7 +6,7 @@ from typing import List, Optional
 from emm1_lib.io.tables import DEFAULT_SHARD_BYTES
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.tools.cli import media_folder_arg
-from emm1_lib.tools.validate.tree import DEFAULT_WORKERS, validate_tree
+from emm1_lib.tools.validate.tree import DEFAULT_WORKERS, media_root, validate_tree
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data_dir", help="e-mm1_100m/, e-mm1_1m/, eshot/ (or seed names), or a parent folder")
     parser.add_argument("--root-data-path", default=None, help="media root (default: $ROOT_DATA_PATH)")
-    parser.add_argument("--check-media", action="store_true", help="stat every media file (in parallel)")
+    parser.add_argument("--check-media", action="store_true", help="stat every media file (in parallel); needs the "
+                        "media root")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="threads stat-ing media files")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None)
@@ -32,9 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: Optional[List[str]] = None) -> int:
-    """`emm1 validate ...`: print the report (text or JSON); 0 when no errors, 1 otherwise."""
+    """`emm1 validate ...`: print the report (text or JSON); 0 when no errors, 1 otherwise, 2 for bad arguments."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.check_media and media_root(args.root_data_path) is None:
+        parser.error("--check-media needs the media root: pass --root-data-path R or set ROOT_DATA_PATH.")
     report = validate_tree(
         args.data_dir,
         root_data_path=args.root_data_path,
