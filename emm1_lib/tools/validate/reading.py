@@ -180,7 +180,7 @@ def read_header_or_report(ctx: Collector, path: str, split: str, modality: Optio
     try:
         return read_header(path)
     except EMM1DataError as err:
-        ctx.error("unreadable", path, str(err), split=split, modality=modality)
+        ctx.error("unreadable", path, str(err), lines=[err.line] if err.line else [], split=split, modality=modality)
         return None
 
 
