@@ -1,7 +1,8 @@
 """Reading an EShot folder: category JSONs, info CSVs of both schema generations, labelled rows in dataset order.
 
-Shared by the `eshot` builder (`eshot.py`) and `eshot evaluate` (`emm1_lib.tools.eshot_cli`), so the CLI's "dataset
-order" (rows sorted by id) and labels are exactly the builder's. Errors name the file, the category and the id.
+Shared by the `eshot` builder (`eshot.py`), `eshot evaluate` (`emm1_lib.tools.eshot_cli`) and `emm1 validate`, so the
+CLI's "dataset order" (rows sorted by id), labels and verdicts are exactly the builder's. The rules themselves are in
+`emm1_lib.schema.rules`; errors name the file, the category and the id.
 """
 import json
 import os
@@ -168,22 +169,12 @@ def list_folder(folder: str) -> List[str]:
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-def media_files_by_id(folder: str) -> Dict[int, str]:
-    """`{id: file name}` of a seed-schema media folder, whose files are named by id with any extension
-    (`rules.media_by_id`: `7.wav` and `0007.wav` are both id 7). Two files for one id are an error naming both.
-    """
-    by_id, violations = rules.media_by_id(list_folder(folder), folder)
-    raise_first(violations)
-    return by_id
-
-
-def seed_media_paths(eshot_dir: str, modality: str, ids, folder_name: Optional[str] = None
+def seed_media_paths(eshot_dir: str, modality: str, ids: rules.Column, folder_name: Optional[str] = None
                      ) -> Tuple[List[Optional[str]], List[Violation]]:
     """The media file of each id of a seed-schema EShot table (None where there is none), and the violations:
     two files for one id (error), ids without a file (warning). The builder and `emm1 validate` both use it."""
     folder = join(eshot_dir, folder_name or SEED_MEDIA_FOLDERS[modality])
     by_id, violations = rules.media_by_id(list_folder(folder), folder)
-    id_values = ids.to_pylist() if hasattr(ids, "to_pylist") else list(ids)
-    names = [by_id.get(i) for i in id_values]
+    names = [by_id.get(i) for i in ids.to_pylist()]
     violations += rules.missing_seed_media(ids, names, folder, ID_COLUMNS[modality], join(eshot_dir, INFO_FILES[modality]))
     return [join(folder, name) if name is not None else None for name in names], violations

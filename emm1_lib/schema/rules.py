@@ -10,7 +10,7 @@ Header rules (required / repeated columns) live with the CSV reader that enforce
 """
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,8 @@ from emm1_lib.schema.layout import NUM_NEIGHBOURS
 from emm1_lib.schema.layout import TRIPLET_COLUMNS
 from emm1_lib.schema.paths import unsafe_mask
 
+# A column as a table holds it (chunked) or as one array.
+Column = Union[pa.Array, pa.ChunkedArray]
 # How many offending values a violation lists (counts are always exact; duplicated and dangling ids: all).
 MAX_VALUES = 50
 _INT64_MAX = 2**63 - 1
@@ -126,7 +128,7 @@ def triplets_schema(path: str, header: Sequence[str]) -> Tuple[Optional[str], Li
 _NULL_VALUES = pa.array(pacsv.ConvertOptions().null_values, pa.string())
 
 
-def int64_cells(cells) -> Tuple[pa.Array, np.ndarray]:
+def int64_cells(cells: Column) -> Tuple[pa.Array, np.ndarray]:
     """Read text cells as the CSV reader reads an int64 column: the values (null for null cells and invalid
     ones) and a boolean mask of the invalid ones.
 
@@ -152,7 +154,7 @@ def int64_cells(cells) -> Tuple[pa.Array, np.ndarray]:
     return values, pc.and_(pc.invert(is_null), pc.invert(valid)).to_numpy(zero_copy_only=False)
 
 
-def infos_ids(ids, path: str, id_column: str, rows: Rows = Rows()) -> List[Violation]:
+def infos_ids(ids: Column, path: str, id_column: str, rows: Rows = Rows()) -> List[Violation]:
     """Every infos row needs a non-negative integer id (`invalid_id`), each id on one row only (`duplicate_id`)."""
     ids = _flat(ids)
     if ids.type != pa.int64():
@@ -230,7 +232,7 @@ def unsafe_path_parts(table: pa.Table, columns: Sequence[str], path: str, id_col
 # ---------------------------------------------------------------------------------------------- phase 1
 
 
-def nn_index(values, text_ids, path: str, rows: Rows, folder_k: Optional[int] = None) -> List[Violation]:
+def nn_index(values: Column, text_ids: Column, path: str, rows: Rows, folder_k: Optional[int] = None) -> List[Violation]:
     """`nn_index` is a neighbour rank 1-16 (`bad_value`, an error: the column is int8 1-16). With `folder_k`,
     a rank other than the k of the folder `nn_k` is a warning (`nn_index_mismatch`: the builder keeps it).
 
@@ -272,7 +274,7 @@ def nn_index(values, text_ids, path: str, rows: Rows, folder_k: Optional[int] = 
 # ---------------------------------------------------------------------------------------------- phase 2
 
 
-def triplet_roles(table: pa.Table, schema: str) -> Tuple[str, str]:
+def triplet_roles(schema: str) -> Tuple[str, str]:
     """The columns holding the paired and the annotated modality in a `triplets.csv` of `schema`."""
     return ("paired_modality", "annotated_modality") if schema == "released" else ("modality_1", "modality_2")
 
@@ -281,7 +283,7 @@ def triplet_rows(table: pa.Table, schema: str, path: str, codes: Sequence[int], 
     """Row rules of `triplets.csv` (as read, either generation), in the order the builder checks them:
     known modalities, two different modalities, known annotation codes (`bad_value` errors); for the seed,
     `annotated_modality` != `modality_2` is a warning (the annotated item is taken from `modality_2`)."""
-    paired_column, annotated_column = triplet_roles(table, schema)
+    paired_column, annotated_column = triplet_roles(schema)
     paired, annotated = table[paired_column], table[annotated_column]
     text_ids = _flat(table["encord_text_id"])
     checks = []
@@ -455,7 +457,7 @@ def category_lists(data: Any, path: str, id_column: str) -> Tuple[Optional[Dict[
     return mapping, [v for _, v in sorted(order, key=lambda item: item[0])]
 
 
-def category_rows(info_ids, by_category: Dict[str, np.ndarray], info_file: str, json_file: str, id_column: str,
+def category_rows(info_ids: Column, by_category: Dict[str, np.ndarray], info_file: str, json_file: str, id_column: str,
                   rows: Rows = Rows()) -> List[Violation]:
     """Every id of a category JSON has an info row (`dangling_id`, an error: a labelled sample without its
     file); info rows listed under no category are left out (`uncategorised`, a warning)."""
@@ -517,7 +519,7 @@ def media_by_id(names: Sequence[str], folder: str) -> Tuple[Dict[int, str], List
     )]
 
 
-def missing_seed_media(ids, names: Sequence[Optional[str]], folder: str, id_column: str, info_file: str,
+def missing_seed_media(ids: Column, names: Sequence[Optional[str]], folder: str, id_column: str, info_file: str,
                        rows: Rows = Rows()) -> List[Violation]:
     """Seed-schema EShot ids without a media file in `folder` (`missing_media`, a warning: their path is null)."""
     missing = np.flatnonzero(np.array([n is None for n in names], dtype=bool))
@@ -534,7 +536,7 @@ def missing_seed_media(ids, names: Sequence[Optional[str]], folder: str, id_colu
 
 
 __all__ = [
-    "MAX_VALUES", "Rows", "annotation_mapping", "annotation_mapping_header", "category_lists", "category_rows",
+    "Column", "MAX_VALUES", "Rows", "annotation_mapping", "annotation_mapping_header", "category_lists", "category_rows",
     "column_violations", "data_rows", "infos_ids", "int64_cells", "json_problem", "media_by_id", "missing_seed_media",
     "nn_index", "triplet_roles", "triplet_rows", "triplets_schema", "unsafe_path_parts",
 ]
