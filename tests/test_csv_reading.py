@@ -233,3 +233,54 @@ def test_has_data_rows(tmp_path, data, expected):
     path = tmp_path / "t.csv"
     path.write_bytes(data)
     assert has_data_rows(str(path)) is expected
+
+
+# ---------------------------------------------------------------------------------------------- long records
+
+
+@READERS
+def test_a_record_longer_than_the_block_is_read_by_growing_the_block(tmp_path, monkeypatch, reader):
+    """pyarrow refuses a record longer than its block ("straddling object"): the readers grow the block."""
+    monkeypatch.setattr(tables, "_READ_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(tables, "_STREAM_BLOCK_BYTES", 1 << 16)
+    captions = {i: f"caption {i}" for i in range(1, 4000)}
+    captions[3000] = "long, " + "x" * (1 << 20)  # after several blocks of the streaming reader
+    path = write_text_csv(tmp_path / "text.csv", captions)
+    assert read_text(path, reader) == captions
+
+
+@READERS
+def test_a_record_longer_than_the_largest_block_is_refused_naming_its_line(tmp_path, monkeypatch, reader):
+    monkeypatch.setattr(tables, "_READ_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(tables, "_STREAM_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(tables, "MAX_BLOCK_BYTES", 1 << 18)
+    captions = {i: f"caption {i}" for i in range(1, 50)}
+    captions[20] = "multi\nline"
+    captions[40] = "x" * (1 << 20)
+    path = write_text_csv(tmp_path / "text.csv", captions)
+    with pytest.raises(EMM1DataError) as raised:
+        read_text(path, reader)
+    assert raised.value.file == path and raised.value.line == 42 and raised.value.code == "record_too_large"
+    assert f"{path}, line 42: a record of 1,048,579 characters" in str(raised.value)
+
+
+def test_the_builder_reads_an_8_mib_caption(tmp_path):
+    """The captions are streamed in 4 MiB blocks: a longer caption must still be read, not fail without a line."""
+    tree = small_tree(tmp_path)
+    path = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    rows[5][1] = "y" * (8 << 20)
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    ds = prepare(tree)
+    assert (8 << 20) in [len(c) for c in ds["caption"] if c]
+
+
+def test_a_long_field_is_not_taken_for_broken_quoting(tmp_path):
+    """Python's csv module refuses fields over 128 KiB by default; the line finders must not report them."""
+    captions = {1: "a" * (1 << 18), 2: 'stray " quote'}
+    path = write_text_csv(tmp_path / "text.csv", captions)
+    with open(path, "ab") as f:
+        f.write(b'3,"never closed\n')
+    assert tables.first_bad_quote_line(path) == 4

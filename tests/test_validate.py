@@ -145,6 +145,20 @@ def test_bad_grouping_shard_is_diagnosed_over_the_whole_file(tmp_path):
     assert report.split("phase1").modalities["text"].references == 299
 
 
+def test_seed_eshot_media_are_found_by_id_as_the_builder_finds_them(tmp_path):
+    """The builder reads `0007.wav` as id 7 (`rules.media_by_id`); the validator matched `str(id)` and called it missing."""
+    tree = generate_sample_tree(str(tmp_path / "t"), schema="seed", num_neighbours=1, num_captions=4, num_media=2)
+    folder = os.path.join(tree.eshot_dir, "audio")
+    name = sorted(os.listdir(folder), key=lambda n: int(n.split(".")[0]))[7]
+    os.rename(os.path.join(folder, name), os.path.join(folder, "000" + name))
+    report = validate_tree(tree.root, tree.root, check_media=True)
+    assert not report.find("missing_media"), report.to_text()
+    assert report.split("eshot").modalities["audio"].media_checked == 12
+    os.symlink(os.path.join(folder, "000" + name), os.path.join(folder, name))  # now two files for id 7
+    [clash] = validate_tree(tree.root).find("duplicate_media", severity="error")
+    assert "two media files" in clash.message and clash.values == [f"7: '000{name}' and '{name}'"]
+
+
 # ---------------------------------------------------------------------------------------------- command line
 
 
@@ -175,6 +189,17 @@ def test_cli_usage_errors(capsys):
     with pytest.raises(SystemExit) as raised:
         emm1_cli.main(["validate", ".", "--media-folder", "smell=x"])
     assert raised.value.code == 2
+
+
+def test_cli_check_media_without_a_root_is_a_usage_error(released_tree, monkeypatch, capsys):
+    """Bad arguments exit with 2 (argparse's code), not 1 (a tree with errors)."""
+    monkeypatch.delenv("ROOT_DATA_PATH", raising=False)
+    with pytest.raises(SystemExit) as raised:
+        emm1_cli.main(["validate", released_tree.root, "--check-media"])
+    assert raised.value.code == 2
+    assert "--check-media needs the media root" in capsys.readouterr().err
+    monkeypatch.setenv("ROOT_DATA_PATH", released_tree.root)
+    assert emm1_cli.main(["validate", released_tree.root, "--check-media"]) == 0
 
 
 def test_console_script(released_tree):

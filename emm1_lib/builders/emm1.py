@@ -26,6 +26,7 @@ from emm1_lib.builders.compat import root_from_environment
 from emm1_lib.builders.compat import table_key
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
+from emm1_lib.errors import raise_first
 from emm1_lib.media.features import media_feature
 from emm1_lib.schema.layout import EMM1_CITATION
 from emm1_lib.schema.layout import EMM1_HOMEPAGE
@@ -46,10 +47,10 @@ from emm1_lib.media.files import check_on_missing_media
 from emm1_lib.io.tables import DEFAULT_SHARD_BYTES
 from emm1_lib.io.tables import byte_ranges
 from emm1_lib.io.tables import check_columns
-from emm1_lib.io.tables import has_data_rows
 from emm1_lib.io.tables import range_row_line
 from emm1_lib.io.tables import read_csv_range
 from emm1_lib.io.tables import read_header
+from emm1_lib.schema import rules
 from emm1_lib.schema.triplets import DEFAULT_ANNOTATION_LABELS
 from emm1_lib.schema.triplets import annotation_codes_for
 from emm1_lib.schema.triplets import normalize_triplets
@@ -141,25 +142,13 @@ def prefetched(items: Iterator) -> Iterator:
 
 def _require_rows(path: str) -> None:
     """Name the file when it holds no data row: datasets would only say 'Instruction "train" corresponds to no data'."""
-    if not has_data_rows(path):
-        raise EMM1DataError(f"{path}: the file has no data rows (at most a header), so there is nothing to prepare. "
-                            "Is it truncated? Download it again.")
+    raise_first(rules.data_rows(path))
 
 
 def _check_nn_index(groups: pa.Table, groups_file: str, start: int, end: int) -> None:
     """nn_index is a neighbour rank 1-16, stored as int8: name the line instead of a bare ArrowInvalid from the cast."""
-    nn_index = groups["nn_index"]
-    extremes = pc.min_max(nn_index)  # one pass; the row is looked for only when a value is out of range
-    low, high = extremes["min"].as_py(), extremes["max"].as_py()
-    if nn_index.null_count == 0 and low is not None and 1 <= low and high <= NUM_NEIGHBOURS:
-        return
-    in_range = pc.and_(pc.greater_equal(nn_index, 1), pc.less_equal(nn_index, NUM_NEIGHBOURS))
-    row = pc.index(pc.fill_null(in_range, False), False).as_py()
-    line = range_row_line(groups_file, start, end, row)
-    raise EMM1DataError(
-        f"{groups_file}, line {line} (in bytes {start}-{end}): nn_index {nn_index[row].as_py()} "
-        f"(encord_text_id={groups['encord_text_id'][row].as_py()}) is not a neighbour rank 1-{NUM_NEIGHBOURS}."
-    )
+    where = rules.Rows(locate=lambda row: range_row_line(groups_file, start, end, row), span=f" (in bytes {start}-{end})")
+    raise_first(rules.nn_index(groups["nn_index"], groups["encord_text_id"], groups_file, where))
 
 
 def _check_modalities(config: EMM1Config) -> List[str]:

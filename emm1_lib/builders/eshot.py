@@ -31,21 +31,20 @@ from datasets.table import cast_table_to_features
 
 from emm1_lib.builders.compat import root_from_environment
 from emm1_lib.builders.compat import table_key
+from emm1_lib.errors import raise_first
 from emm1_lib.schema.eshot_files import CATEGORY_FILES
 from emm1_lib.schema.eshot_files import ESHOT_MODALITIES
 from emm1_lib.schema.eshot_files import ID_COLUMNS
 from emm1_lib.schema.eshot_files import RELEASED_MEDIA_FOLDERS
-from emm1_lib.schema.eshot_files import SEED_MEDIA_FOLDERS
 from emm1_lib.schema.eshot_files import UncategorisedRowWarning
 from emm1_lib.schema.eshot_files import find_eshot_dir
 from emm1_lib.schema.eshot_files import labelled_rows
-from emm1_lib.schema.eshot_files import media_files_by_id
+from emm1_lib.schema.eshot_files import seed_media_paths
 from emm1_lib.schema.eshot_files import parent_dir
 from emm1_lib.schema.eshot_files import read_categories
 from emm1_lib.media.features import media_feature
 from emm1_lib.schema.layout import EMM1_CITATION
 from emm1_lib.schema.layout import EMM1_HOMEPAGE
-from emm1_lib.io.fs import join
 from emm1_lib.io.fs import normalize_root
 from emm1_lib.media.files import check_on_missing_media
 from emm1_lib.schema.paths import join_media_paths
@@ -173,17 +172,11 @@ class EShot(datasets.ArrowBasedBuilder):
             root = self._media_root()
             save_folder = rows["save_folder"].combine_chunks()
             return join_media_paths(root, save_folder, folder, rows["file_name"].combine_chunks())
-        folder = join(eshot_dir, self.config.media_folders.get(modality, SEED_MEDIA_FOLDERS[modality]))
-        by_id = media_files_by_id(folder)
-        ids = rows[ID_COLUMNS[modality]].to_pylist()
-        names = [by_id.get(i) for i in ids]
-        missing = [i for i, name in zip(ids, names) if name is None]
-        if missing:
-            logger.warning(
-                f"{self.config.name}: {len(missing)} {ID_COLUMNS[modality]} value(s) have no media file in {folder} "
-                f"(e.g. {missing[:5]}); their paths are null."
-            )
-        return pa.array([join(folder, name) if name is not None else None for name in names], pa.string())
+        paths, violations = seed_media_paths(eshot_dir, modality, rows[ID_COLUMNS[modality]],
+                                             self.config.media_folders.get(modality))
+        for warning in raise_first(violations):
+            logger.warning(f"{self.config.name}: {warning.message}")
+        return pa.array(paths, pa.string())
 
     def _generate_tables(self, rows: pa.Table, paths: pa.Array):
         modality = self._check_config()

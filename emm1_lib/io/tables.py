@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emm1_lib.errors import EMM1DataError
+from emm1_lib.errors import Violation
+from emm1_lib.errors import raise_first
 from emm1_lib.io.fs import is_remote
 
 # Grouping rows are short lines of integers, so a byte range of this size holds ~500k rows.
@@ -26,6 +28,9 @@ DEFAULT_SHARD_BYTES = 16 << 20
 _READ_BLOCK_BYTES = 16 << 20
 # Blocks of the streaming reader (`iter_csv_batches`): its memory is a few blocks, whatever the file's size.
 _STREAM_BLOCK_BYTES = 4 << 20
+# A record must fit in a block (pyarrow: "straddling object straddles two block boundaries"). Blocks double,
+# re-reading the file, until the longest record fits, up to this size; a longer record is refused naming its line.
+MAX_BLOCK_BYTES = 256 << 20
 # Bytes counted at a time: numpy's comparison scratch stays in cache (~4x faster than bytes.count).
 _COUNT_BLOCK_BYTES = 1 << 18
 _QUOTE = ord('"')
@@ -36,6 +41,10 @@ _NEWLINE = ord("\n")
 _WHOLE_TABLE_PARSE = pacsv.ParseOptions(newlines_in_values=True)
 # pyarrow names the failing record only when it reads on one thread ("Row #N", header = 1).
 _ROW_NUMBER = re.compile(r"Row #(\d+): ")
+_STRADDLING = "straddling object"
+# Python's csv module (used to locate lines in error messages) refuses fields over 128 KiB by default;
+# a long caption is valid, and must not be mistaken for broken quoting.
+csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
 
 
 def open_binary(path: str):
@@ -60,13 +69,15 @@ def read_header(path: str) -> List[str]:
             # read(), not readline(size): fsspec's remote files take no size for readline
             first_line = f.read(1 << 20).split(b"\n", 1)[0]
     except FileNotFoundError as err:
-        raise EMM1DataError(f"{path}: file not found.") from err
+        raise EMM1DataError(f"{path}: file not found.", file=path, code="missing_file") from err
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise EMM1DataError(f"{path}: the header line is not UTF-8 ({err}). Re-encode the file as UTF-8.") from err
+        raise EMM1DataError(f"{path}: the header line is not UTF-8 ({err}). Re-encode the file as UTF-8.",
+                            file=path, line=1, code="unreadable") from err
     if not text.strip():
-        raise EMM1DataError(f"{path}: the file is empty; expected a CSV header line.")
+        raise EMM1DataError(f"{path}: the file is empty; expected a CSV header line.", file=path, line=1,
+                            code="unreadable")
     return next(csv.reader([text]))
 
 
@@ -91,21 +102,42 @@ def missing_names(wanted: Iterable[str], present: Iterable[str]) -> List[str]:
     return [name for name in wanted if name not in present]
 
 
-def check_columns(path: str, header: Sequence[str], required: Sequence[str]) -> None:
-    """Raise naming the file and the columns when any of `required` is absent from `header`, or a name repeats."""
+def column_violations(path: str, header: Sequence[str], required: Sequence[str],
+                      known: Optional[Sequence[str]] = None) -> List[Violation]:
+    """The header rules: every `required` column present (`missing_column`), no name twice (`repeated_column`);
+    with `known`, columns neither required nor known are a note (`extra_column`: the readers ignore them)."""
+    found: List[Violation] = []
     missing = missing_names(required, header)
     if missing:
-        raise EMM1DataError(
+        found.append(Violation(
+            "missing_column", path,
             f"{path}: missing required column(s) {missing}; the header has {list(header)}. "
             "Check that this is the right file for this config (both the seed and the released "
-            "schemas of UPSTREAM.md are accepted)."
-        )
+            "schemas of UPSTREAM.md are accepted).",
+            lines=(1,), values=tuple(missing), count=len(missing),
+        ))
     repeated = sorted(name for name, count in Counter(header).items() if count > 1)
     if repeated:
-        raise EMM1DataError(
+        found.append(Violation(
+            "repeated_column", path,
             f"{path}: column(s) {repeated} appear more than once in the header {list(header)}; which one a "
-            "reader takes is arbitrary. Rename or remove the extra column."
-        )
+            "reader takes is arbitrary. Rename or remove the extra column.",
+            lines=(1,), values=tuple(repeated), count=len(repeated),
+        ))
+    if known is not None:
+        extra = [c for c in header if c not in known and c not in required]
+        if extra:
+            found.append(Violation(
+                "extra_column", path, f"{path}: column(s) {extra} are not used by the builders (ignored).",
+                severity="note", lines=(1,), values=tuple(extra), count=len(extra),
+                summary=f"column(s) {extra} are not used by the builders (ignored).",
+            ))
+    return found
+
+
+def check_columns(path: str, header: Sequence[str], required: Sequence[str]) -> None:
+    """Raise naming the file and the columns when any of `required` is absent from `header`, or a name repeats."""
+    raise_first(column_violations(path, header, required))
 
 
 def _convert_options(header: Sequence[str], column_types: Dict[str, pa.DataType]) -> pacsv.ConvertOptions:
@@ -237,7 +269,8 @@ def _parse_error(path: str, err: Exception, line: Optional[int], start_byte: int
     reason = _ROW_NUMBER.sub("", str(err))  # a record number: the line says it better
     return EMM1DataError(
         f"{path}{where}: could not parse the CSV: {reason}. Fix or remove the offending row; "
-        "`emm1 validate` reports every problem of a metadata tree at once."
+        "`emm1 validate` reports every problem of a metadata tree at once.",
+        file=path, line=line or None, code="unparsable",
     )
 
 
@@ -275,7 +308,43 @@ def _unbalanced_quote_error(path: str) -> EMM1DataError:
     return EMM1DataError(
         f"{path}{where}: the file has an odd number of double quotes, so a quoted field is never closed (or a stray "
         "quote sits in a value); a CSV reader then merges the lines after it into one value and those rows are "
-        "lost. Fix the quoting of that row."
+        "lost. Fix the quoting of that row.",
+        file=path, line=line, code="unbalanced_quote",
+    )
+
+
+def _is_straddling(err: Exception) -> bool:
+    """pyarrow's error for a record longer than its block."""
+    return _STRADDLING in str(err)
+
+
+def longest_record(path: str) -> Tuple[Optional[int], int]:
+    """The line (1-based, header = 1) where the longest record starts, and its length in characters.
+
+    Python's csv module: slow, for the error message of a refused record only.
+    """
+    with open_binary(path) as f:
+        reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace", newline=""))
+        start, best_line, best = 1, None, -1
+        try:
+            for fields in reader:
+                size = sum(len(value) for value in fields) + max(len(fields) - 1, 0)
+                if fields and size > best:
+                    best_line, best = start, size
+                start = reader.line_num + 1
+        except csv.Error:
+            pass
+    return best_line, max(best, 0)
+
+
+def _record_too_large_error(path: str, block_size: int) -> EMM1DataError:
+    line, size = longest_record(path)
+    where = f", line {line}" if line else ""
+    return EMM1DataError(
+        f"{path}{where}: a record of {size:,} characters does not fit in the CSV reader's largest block "
+        f"({block_size:,} bytes; see MAX_BLOCK_BYTES). A value this long is almost certainly a broken file "
+        "(captions are a few hundred bytes): fix or remove that row.",
+        file=path, line=line, code="record_too_large",
     )
 
 
@@ -301,11 +370,22 @@ def _counting_quotes(path: str, read_options: pacsv.ReadOptions) -> Iterator[Tup
 
 def _read_counting_quotes(path: str, read_options: pacsv.ReadOptions,
                           convert_options: pacsv.ConvertOptions) -> Tuple[pa.Table, int]:
-    """The table, and the number of double quotes in the file."""
-    with _counting_quotes(path, read_options) as (source, quote_count):
-        table = pacsv.read_csv(source, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
-                               convert_options=convert_options)
-        return table, quote_count()
+    """The table, and the number of double quotes in the file. The block grows (the file is read again)
+    while a record is longer than it, up to `MAX_BLOCK_BYTES`."""
+    block_size = read_options.block_size
+    while True:
+        read_options.block_size = block_size
+        try:
+            with _counting_quotes(path, read_options) as (source, quote_count):
+                table = pacsv.read_csv(source, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
+                                       convert_options=convert_options)
+                return table, quote_count()
+        except pa.ArrowInvalid as err:
+            if not _is_straddling(err):
+                raise
+            if block_size >= MAX_BLOCK_BYTES:
+                raise _record_too_large_error(path, block_size) from err
+            block_size = min(2 * block_size, MAX_BLOCK_BYTES)
 
 
 def _whole_table_error(path: str, err: Exception, convert_options: pacsv.ConvertOptions) -> EMM1DataError:
@@ -362,16 +442,32 @@ def iter_csv_batches(
     """
     header = read_header(path)
     check_columns(path, header, required)
-    read_options = pacsv.ReadOptions(block_size=_STREAM_BLOCK_BYTES)
     convert_options = _convert_options(header, column_types)
-    with _counting_quotes(path, read_options) as (source, quote_count):
-        try:
-            yield from pacsv.open_csv(source, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
-                                      convert_options=convert_options)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-            raise _whole_table_error(path, err, convert_options) from err
-        if quote_count() % 2:
-            raise _unbalanced_quote_error(path)
+    block_size = _STREAM_BLOCK_BYTES
+    done = 0  # rows already yielded: a read with a larger block skips them
+    while True:
+        read_options = pacsv.ReadOptions(block_size=block_size)
+        with _counting_quotes(path, read_options) as (source, quote_count):
+            try:
+                skip = done
+                for batch in pacsv.open_csv(source, read_options=read_options, parse_options=_WHOLE_TABLE_PARSE,
+                                            convert_options=convert_options):
+                    if skip >= batch.num_rows:
+                        skip -= batch.num_rows
+                        continue
+                    batch, skip = batch.slice(skip), 0
+                    done += batch.num_rows
+                    yield batch
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                if not _is_straddling(err):
+                    raise _whole_table_error(path, err, convert_options) from err
+                if block_size >= MAX_BLOCK_BYTES:
+                    raise _record_too_large_error(path, block_size) from err
+                block_size = min(2 * block_size, MAX_BLOCK_BYTES)
+                continue
+            if quote_count() % 2:
+                raise _unbalanced_quote_error(path)
+        return
 
 
 # ---------------------------------------------------------------------------------------------- byte ranges

@@ -1,29 +1,34 @@
 """Reading an EShot folder: category JSONs, info CSVs of both schema generations, labelled rows in dataset order.
 
-Shared by the `eshot` builder (`eshot.py`) and `eshot evaluate` (`emm1_lib.tools.eshot_cli`), so the CLI's "dataset
-order" (rows sorted by id) and labels are exactly the builder's. Errors name the file, the category and the id.
+Shared by the `eshot` builder (`eshot.py`), `eshot evaluate` (`emm1_lib.tools.eshot_cli`) and `emm1 validate`, so the
+CLI's "dataset order" (rows sorted by id), labels and verdicts are exactly the builder's. The rules themselves are in
+`emm1_lib.schema.rules`; errors name the file, the category and the id.
 """
 import json
 import os
 import warnings
 from typing import Dict
 from typing import List
+from typing import Optional
+from typing import Sequence
 from typing import Tuple
 
 import numpy as np
 import pyarrow as pa
 
-from emm1_lib.errors import EMM1DataError
-from emm1_lib.schema.layout import ESHOT_FOLDERS
-from emm1_lib.schema.layout import find_split_dir
+from emm1_lib.errors import Violation
+from emm1_lib.errors import raise_first
 from emm1_lib.io.fs import is_remote
 from emm1_lib.io.fs import join
 from emm1_lib.io.fs import normalize_root
-from emm1_lib.schema.infos import IdLookup
-from emm1_lib.schema.paths import check_path_parts
 from emm1_lib.io.tables import open_binary
 from emm1_lib.io.tables import read_csv_table
 from emm1_lib.io.tables import read_header
+from emm1_lib.schema import rules
+from emm1_lib.schema.infos import IdLookup
+from emm1_lib.schema.layout import ESHOT_FOLDERS
+from emm1_lib.schema.layout import find_split_dir
+from emm1_lib.schema.layout import locate_split_dir
 
 ESHOT_MODALITIES = ("audio", "points")
 CATEGORY_FILES = {"audio": "category_to_audio_ids.json", "points": "category_to_point_ids.json"}
@@ -32,6 +37,8 @@ ID_COLUMNS = {"audio": "eshot_audio_id", "points": "eshot_point_id"}
 # Media folders (under the EShot folder for the seed schema, under root/save_folder for the release).
 SEED_MEDIA_FOLDERS = {"audio": "audio", "points": "point-clouds"}
 RELEASED_MEDIA_FOLDERS = {"audio": "audio", "points": "points"}
+# Any of these files marks the EShot folder (a missing one is then named by the reader that needs it).
+ESHOT_MARKERS = (CATEGORY_FILES["audio"], CATEGORY_FILES["points"], INFO_FILES["audio"], INFO_FILES["points"])
 
 
 class UncategorisedRowWarning(UserWarning):
@@ -39,8 +46,29 @@ class UncategorisedRowWarning(UserWarning):
 
 
 def find_eshot_dir(data_dir: str) -> str:
-    """The EShot folder: `data_dir` itself or `data_dir/eshot` (the one holding `category_to_audio_ids.json`)."""
-    return find_split_dir(data_dir, ESHOT_FOLDERS, CATEGORY_FILES["audio"], "EShot")
+    """The EShot folder: `data_dir` itself or `data_dir/eshot` (the first holding any of `ESHOT_MARKERS`)."""
+    return find_split_dir(data_dir, ESHOT_FOLDERS, ESHOT_MARKERS, "EShot")
+
+
+def locate_eshot_dir(data_dir: str) -> Optional[str]:
+    """`find_eshot_dir`, or None when there is no EShot folder."""
+    return locate_split_dir(data_dir, ESHOT_FOLDERS, ESHOT_MARKERS)
+
+
+def read_category_json(path: str, modality: str) -> Tuple[Optional[Dict[str, np.ndarray]], List[Violation]]:
+    """`{category: int64 ids}` from a category JSON, and the violations of its rules (`rules.category_lists`):
+    the one reader of the builder, `eshot evaluate` and `emm1 validate`. None when the file cannot be used."""
+    try:
+        with open_binary(path) as f:
+            mapping = json.loads(f.read().decode("utf-8-sig"))
+    except FileNotFoundError:
+        return None, [Violation("missing_file", path,
+                                f"{path}: file not found (EShot needs it for the {modality} labels).")]
+    except (UnicodeDecodeError, ValueError) as err:
+        return None, [rules.json_problem(path, err)]
+    except OSError as err:
+        return None, [Violation("unreadable", path, f"{path}: cannot read the file ({err}).")]
+    return rules.category_lists(mapping, path, ID_COLUMNS[modality])
 
 
 def read_category_ids(path: str, modality: str) -> Dict[str, np.ndarray]:
@@ -48,39 +76,9 @@ def read_category_ids(path: str, modality: str) -> Dict[str, np.ndarray]:
 
     Raises `EMM1DataError` when the file is not a `{str: [int, ...]}` object or an id is listed twice.
     """
-    try:
-        with open_binary(path) as f:
-            mapping = json.loads(f.read().decode("utf-8-sig"))
-    except FileNotFoundError as err:
-        raise EMM1DataError(f"{path}: file not found (EShot needs it for the {modality} labels).") from err
-    except (UnicodeDecodeError, ValueError) as err:
-        raise EMM1DataError(f"{path}: not valid JSON ({err}); expected {{category: [ids]}}.") from err
-    if not isinstance(mapping, dict):
-        raise EMM1DataError(f"{path}: expected a JSON object {{category: [ids]}}, got {type(mapping).__name__}.")
-    out: Dict[str, np.ndarray] = {}
-    seen: Dict[int, str] = {}
-    for category, ids in mapping.items():
-        if not isinstance(ids, list):
-            raise EMM1DataError(f"{path}: category {category!r} maps to {type(ids).__name__}, expected a list of ids.")
-        values = []
-        for value in ids:
-            if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-                raise EMM1DataError(
-                    f"{path}: category {category!r} lists {value!r}, which is not a non-negative integer "
-                    f"{ID_COLUMNS[modality]}."
-                )
-            number = int(value)
-            if number in seen:
-                where = "twice in the same category" if seen[number] == category else (
-                    f"under two categories, {seen[number]!r} and {category!r}"
-                )
-                raise EMM1DataError(
-                    f"{path}: {ID_COLUMNS[modality]} {number} is listed {where}; every sample needs one category."
-                )
-            seen[number] = category
-            values.append(number)
-        out[str(category)] = np.asarray(values, dtype=np.int64)
-    return out
+    mapping, violations = read_category_json(path, modality)
+    raise_first(violations)
+    return mapping
 
 
 def read_categories(eshot_dir: str) -> List[str]:
@@ -91,9 +89,21 @@ def read_categories(eshot_dir: str) -> List[str]:
     return sorted(names)
 
 
-def _schema_of(info_file: str, modality: str) -> str:
-    header = read_header(info_file)
+def info_schema(header: Sequence[str]) -> str:
+    """The generation of an EShot info CSV: "released" (it has `file_name`) or "seed"."""
     return "released" if "file_name" in header else "seed"
+
+
+def info_columns(modality: str, schema: str) -> Dict[str, pa.DataType]:
+    """The columns of the info CSV of `modality` in `schema`, and their types (all required)."""
+    id_column = ID_COLUMNS[modality]
+    if modality == "audio":
+        types = {id_column: pa.int64(), "youtube_id": pa.string(), "start_time": pa.float64(), "end_time": pa.float64()}
+    else:
+        types = {id_column: pa.int64(), ("file_id" if schema == "released" else "object_id"): pa.string()}
+    if schema == "released":
+        types.update({"file_name": pa.string(), "save_folder": pa.string()})
+    return types
 
 
 def read_info_table(eshot_dir: str, modality: str) -> Tuple[pa.Table, str]:
@@ -103,23 +113,13 @@ def read_info_table(eshot_dir: str, modality: str) -> Tuple[pa.Table, str]:
     and `file_name, save_folder` (released schema only, checked to be safe path parts).
     """
     path = join(eshot_dir, INFO_FILES[modality])
-    id_column = ID_COLUMNS[modality]
-    schema = _schema_of(path, modality)
-    if modality == "audio":
-        types = {id_column: pa.int64(), "youtube_id": pa.string(), "start_time": pa.float64(), "end_time": pa.float64()}
-        required = [id_column, "youtube_id", "start_time", "end_time"]
-    else:
-        source_column = "file_id" if schema == "released" else "object_id"
-        types = {id_column: pa.int64(), source_column: pa.string()}
-        required = [id_column, source_column]
-    if schema == "released":
-        types.update({"file_name": pa.string(), "save_folder": pa.string()})
-        required += ["file_name", "save_folder"]
-    table = read_csv_table(path, types, required=required)
+    schema = info_schema(read_header(path))
+    types = info_columns(modality, schema)
+    table = read_csv_table(path, types, required=list(types))
     if modality == "points" and schema == "seed":
         table = table.rename_columns(["file_id" if name == "object_id" else name for name in table.column_names])
     if schema == "released":
-        check_path_parts(table, ["save_folder", "file_name"], path, id_column)
+        raise_first(rules.unsafe_path_parts(table, ["save_folder", "file_name"], path, ID_COLUMNS[modality]))
     return table, schema
 
 
@@ -133,34 +133,16 @@ def labelled_rows(eshot_dir: str, modality: str, categories: List[str]) -> Tuple
     info_file = join(eshot_dir, INFO_FILES[modality])
     json_file = join(eshot_dir, CATEGORY_FILES[modality])
     id_column = ID_COLUMNS[modality]
-    lookup = IdLookup(table[id_column], info_file, id_column)  # raises on duplicate ids
+    lookup = IdLookup(table[id_column], info_file, id_column)  # raises on missing or duplicate ids
     by_category = read_category_ids(json_file, modality)
+    for warning in raise_first(rules.category_rows(table[id_column], by_category, info_file, json_file, id_column)):
+        warnings.warn(warning.message, UncategorisedRowWarning, stacklevel=2)
     category_index = {name: i for i, name in enumerate(categories)}
     ids = np.concatenate([v for v in by_category.values()] or [np.zeros(0, np.int64)])
     labels = np.concatenate(
         [np.full(len(v), category_index[c], np.int64) for c, v in by_category.items()] or [np.zeros(0, np.int64)]
     )
-    positions = lookup.positions(pa.array(ids, pa.int64()))
-    absent = np.flatnonzero(positions.is_null().to_numpy(zero_copy_only=False))
-    if len(absent):
-        examples = ", ".join(
-            f"{int(ids[i])} (category {categories[labels[i]]!r})" for i in absent[:5]
-        )
-        raise EMM1DataError(
-            f"{json_file}: {len(absent)} {id_column} value(s) have no row in {info_file}: {examples}"
-            f"{' ...' if len(absent) > 5 else ''}. Add the rows to the CSV or remove the ids from the JSON."
-        )
-    row_positions = positions.to_numpy(zero_copy_only=False).astype(np.int64)
-    listed = np.zeros(table.num_rows, dtype=bool)
-    listed[row_positions] = True
-    if not listed.all():
-        unlisted = table[id_column].to_numpy()[~listed]
-        message = (
-            f"{info_file}: {len(unlisted)} row(s) are listed under no category in {json_file} "
-            f"({id_column} {', '.join(map(str, unlisted[:5].tolist()))}{' ...' if len(unlisted) > 5 else ''}); "
-            "they have no label and are left out of the benchmark."
-        )
-        warnings.warn(message, UncategorisedRowWarning, stacklevel=2)
+    row_positions = lookup.positions(pa.array(ids, pa.int64())).to_numpy(zero_copy_only=False).astype(np.int64)
     order = np.argsort(ids, kind="stable")
     rows = table.take(pa.array(row_positions[order]))
     rows = rows.append_column("category", pa.array(labels[order], pa.int64()))
@@ -174,31 +156,25 @@ def parent_dir(path: str) -> str:
     return os.path.dirname(normalize_root(path))
 
 
-def media_files_by_id(folder: str) -> Dict[int, str]:
-    """`{id: file name}` of a seed-schema media folder, whose files are named by id with any extension.
-
-    The id is the part of the name before the first dot, read as an integer (so `7.wav` and `0007.wav` are both
-    id 7); other files (`.DS_Store`, `README`) are ignored. Two files for one id are an error naming both.
-    """
+def list_folder(folder: str) -> List[str]:
+    """The names in a local or remote folder (none when it does not exist)."""
     if is_remote(folder):
         import fsspec
 
         fs, fs_path = fsspec.core.url_to_fs(folder)
         try:
-            names = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False))
+            return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False))
         except FileNotFoundError:
-            names = []
-    else:
-        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    by_id: Dict[int, str] = {}
-    for name in names:
-        stem = name.split(".", 1)[0]
-        if not stem.isdigit():
-            continue
-        key = int(stem)
-        if key in by_id:
-            raise EMM1DataError(
-                f"{folder}: two media files for id {key} ({by_id[key]!r} and {name!r}); keep one."
-            )
-        by_id[key] = name
-    return by_id
+            return []
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def seed_media_paths(eshot_dir: str, modality: str, ids: rules.Column, folder_name: Optional[str] = None
+                     ) -> Tuple[List[Optional[str]], List[Violation]]:
+    """The media file of each id of a seed-schema EShot table (None where there is none), and the violations:
+    two files for one id (error), ids without a file (warning). The builder and `emm1 validate` both use it."""
+    folder = join(eshot_dir, folder_name or SEED_MEDIA_FOLDERS[modality])
+    by_id, violations = rules.media_by_id(list_folder(folder), folder)
+    names = [by_id.get(i) for i in ids.to_pylist()]
+    violations += rules.missing_seed_media(ids, names, folder, ID_COLUMNS[modality], join(eshot_dir, INFO_FILES[modality]))
+    return [join(folder, name) if name is not None else None for name in names], violations

@@ -13,14 +13,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emm1_lib.io.column_store import InMemoryColumn, MappedColumn
 from emm1_lib.errors import EMM1DataError
-from emm1_lib.schema.paths import check_path_parts, join_media_paths, join_prefixed_paths
+from emm1_lib.errors import raise_first
+from emm1_lib.io.column_store import InMemoryColumn, MappedColumn
 from emm1_lib.io.tables import iter_csv_batches, read_csv_table
+from emm1_lib.schema import rules
+from emm1_lib.schema.paths import join_media_paths, join_prefixed_paths
 
 # A dense table costs 4 bytes per possible id; use it while that is at most this many times the rows (or ≤ 4 MiB).
 _DENSE_FACTOR = 8
 _DENSE_MIN_SLOTS = 1 << 20
+# `infos/text.csv` as both the builder and `emm1 validate` read it (streamed, `iter_csv_batches`).
+TEXT_COLUMNS = {"encord_text_id": pa.int64(), "caption": pa.string()}
+
+
+def media_columns(modality: str) -> List[str]:
+    """The required columns of `infos/{modality}.csv`: the id and the two path parts."""
+    return [f"encord_{modality}_id", "save_folder", "file_name"]
+
+
+def text_batches(path: str):
+    """The record batches of `infos/text.csv` (ids and captions), one reader block at a time."""
+    return iter_csv_batches(path, TEXT_COLUMNS, required=list(TEXT_COLUMNS))
 
 
 def _to_int64_numpy(ids) -> np.ndarray:
@@ -49,15 +63,9 @@ class IdLookup:
         self.source = source
         self.id_column = id_column
         self.num_rows = sum(len(chunk) for chunk in chunks)
-        offset = 0
-        for chunk in chunks:
-            if len(chunk) and chunk.min() < 0:
-                row = offset + int(np.argmax(chunk < 0))
-                raise EMM1DataError(
-                    f"{source}: data row {row + 1} (line {row + 2}) has a missing or negative {id_column}. "
-                    "Every infos row needs a non-negative integer id."
-                )
-            offset += len(chunk)
+        self._ids = ids
+        if any(len(chunk) and chunk.min() < 0 for chunk in chunks):
+            self._refuse()
         self.max_id = max((int(chunk.max()) for chunk in chunks if len(chunk)), default=-1)
         self._dense: Optional[np.ndarray] = None
         self._sorted_ids: Optional[np.ndarray] = None
@@ -69,21 +77,20 @@ class IdLookup:
                 self._dense[chunk] = np.arange(offset, offset + len(chunk), dtype=np.int32)
                 offset += len(chunk)
             if int(np.count_nonzero(self._dense >= 0)) != self.num_rows:
-                self._raise_duplicates(np.concatenate(chunks))
+                self._refuse()
         else:
             values = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
             self._order = np.argsort(values, kind="stable").astype(np.int64)
             self._sorted_ids = values[self._order]
             if self.num_rows > 1 and bool(np.any(self._sorted_ids[1:] == self._sorted_ids[:-1])):
-                self._raise_duplicates(values)
+                self._refuse()
+        self._ids = None  # only the error path needs them
 
-    def _raise_duplicates(self, values: np.ndarray) -> None:
-        unique, counts = np.unique(values, return_counts=True)
-        duplicated = unique[counts > 1]
-        raise EMM1DataError(
-            f"{self.source}: {len(duplicated)} {self.id_column} value(s) appear on more than one row "
-            f"(e.g. {duplicated[:5].tolist()}), so a join on them is ambiguous. Remove the duplicate rows."
-        )
+    def _refuse(self) -> None:
+        """Building the lookup found a missing, negative or repeated id: raise the rule's first violation."""
+        ids = self._ids if isinstance(self._ids, (pa.Array, pa.ChunkedArray)) else pa.array(self._ids, pa.int64())
+        raise_first(rules.infos_ids(ids, self.source, self.id_column))
+        raise EMM1DataError(f"{self.source}: the {self.id_column} column cannot be indexed.", file=self.source)
 
     def positions(self, ids) -> pa.Array:
         """int32 row positions of `ids` in the infos table; null where an id has no row (or is null)."""
@@ -161,8 +168,8 @@ class MediaInfo:
         low_cardinality = pa.dictionary(pa.int32(), pa.string())
         column_types = {id_column: pa.int64(), "save_folder": low_cardinality, "file_name": pa.string()}
         column_types.update({name: low_cardinality for name in extra_columns})
-        table = read_csv_table(path, column_types, required=[id_column, "save_folder", "file_name"])
-        check_path_parts(table, ["save_folder", "file_name"], path, id_column)
+        table = read_csv_table(path, column_types, required=media_columns(modality))
+        raise_first(rules.unsafe_path_parts(table, ["save_folder", "file_name"], path, id_column))
         return cls(
             modality=modality,
             source=path,
@@ -211,9 +218,7 @@ class TextInfo:
 
         Streamed block by block either way: a block's ids join the lookup's chunks, its captions the store.
         """
-        batches = iter_csv_batches(
-            path, {"encord_text_id": pa.int64(), "caption": pa.string()}, required=["encord_text_id", "caption"]
-        )
+        batches = text_batches(path)
         ids: List[pa.Array] = []
 
         def captions():

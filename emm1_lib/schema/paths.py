@@ -2,7 +2,8 @@
 
 Path parts come from CSVs that other people edited, so each part is checked before it is used:
 no `..` component, no absolute path or drive, no `~`, no control characters (NUL included).
-A refused value is an error naming the file, the row and the value — it never reaches `open`.
+A refused value is an error naming the file, the row and the value — it never reaches `open`
+(the rule `emm1_lib.schema.rules.unsafe_path_parts` reports it; this module has the mask and the formula).
 """
 from typing import Optional
 from typing import Sequence
@@ -10,8 +11,6 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from emm1_lib.errors import EMM1DataError
 
 # RE2 syntax (pyarrow.compute): a `..` component, an absolute or drive path, a leading `~`, control chars.
 _UNSAFE_PART = r"(^|[/\\])\.\.([/\\]|$)|^[/\\]|^[A-Za-z]:|^~|[\x00-\x1f\x7f]"
@@ -39,10 +38,11 @@ def _may_match_unsafe(values: pa.Array) -> bool:
     return False
 
 
-def _unsafe_mask(values: pa.Array, allow_empty: bool) -> pa.Array:
+def unsafe_mask(values: pa.Array, allow_empty: bool = False) -> pa.Array:
+    """Boolean per value: True where it could escape the data root (or is empty, unless `allow_empty`); null is False."""
     if pa.types.is_dictionary(values.type):
         # Check each distinct value once, then spread the verdict over the rows.
-        return pc.take(_unsafe_mask(values.dictionary, allow_empty), values.indices)
+        return pc.take(unsafe_mask(values.dictionary, allow_empty), values.indices)
     if not _may_match_unsafe(values):
         unsafe = pa.array(np.zeros(len(values), dtype=bool)) if allow_empty else pc.equal(pc.utf8_length(values), 0)
         return pc.fill_null(unsafe, False)
@@ -52,32 +52,12 @@ def _unsafe_mask(values: pa.Array, allow_empty: bool) -> pa.Array:
     return pc.fill_null(unsafe, False)
 
 
-unsafe_mask = _unsafe_mask  # public name (the validator uses the builder's check)
-
-
 def first_unsafe_row(values: pa.Array, allow_empty: bool = False) -> Optional[int]:
     """Index of the first value that could escape the data root (or is empty), or None."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    index = pc.index(_unsafe_mask(values, allow_empty), True).as_py()
+    index = pc.index(unsafe_mask(values, allow_empty), True).as_py()
     return None if index < 0 else index
-
-
-def check_path_parts(table: pa.Table, columns, source: str, id_column: str) -> None:
-    """Raise an `EMM1DataError` naming file, row, id and value for the first unsafe path part."""
-    for column in columns:
-        if column not in table.column_names:
-            continue
-        row = first_unsafe_row(table[column])
-        if row is None:
-            continue
-        value = table[column][row].as_py()
-        row_id = table[id_column][row].as_py() if id_column in table.column_names else None
-        raise EMM1DataError(
-            f"{source}: data row {row + 1} (line {row + 2}, {id_column}={row_id}): unsafe {column} {value!r}. "
-            "Media paths must stay under the data root: no '..' component, no absolute path, no '~', "
-            "no control characters, not empty. Fix the row in the CSV."
-        )
 
 
 def join_media_paths(root: str, save_folder: pa.Array, folder: str, file_name: pa.Array) -> pa.Array:
