@@ -24,7 +24,9 @@ from emm1_lib.media.features import media_feature
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import PATH_SUFFIX
 from emm1_lib.schema.layout import PHASE2_ROLES
+from emm1_lib.errors import raise_first
 from emm1_lib.schema.paths import join_under_root
+from emm1_lib.schema.rules import stored_media_paths
 
 AnyDataset = Union[datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict]
 
@@ -84,7 +86,8 @@ def _resolve_table(table: pa.Table, indices: List[int], root: str, features: dat
     for name in table.column_names:
         column = table[name]
         if name.endswith(PATH_SUFFIX):
-            column = join_under_root(root, column, f"resolve: column {name}", indices)
+            raise_first(stored_media_paths(column, f"resolve: column {name}", indices))
+            column = join_under_root(root, column)
         columns[name] = column
     phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
     for m in features:
@@ -111,8 +114,9 @@ def _resolve_batch(batch: Dict[str, list], indices: List[int], root: str, featur
     columns = dict(batch)
     for name, values in batch.items():
         if name.endswith(PATH_SUFFIX):
-            columns[name] = join_under_root(root, pa.array(values, pa.string()), f"resolve: column {name}",
-                                            indices).to_pylist()
+            stored = pa.array(values, pa.string())
+            raise_first(stored_media_paths(stored, f"resolve: column {name}", indices))
+            columns[name] = join_under_root(root, stored).to_pylist()
     phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
     for m in features:
         if m not in MODALITIES or m in batch:

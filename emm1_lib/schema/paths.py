@@ -6,7 +6,6 @@ A refused value is an error naming the file, the row and the value — it never 
 (the rule `emm1_lib.schema.rules.unsafe_path_parts` reports it; this module has the mask and the formula).
 """
 from typing import Optional
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -77,23 +76,10 @@ def join_prefixed_paths(prefixes: pa.Array, prefix_codes: pa.Array, file_name: p
     return pc.binary_join_element_wise(prefixes.take(prefix_codes), file_name, pa.scalar("", pa.string()))
 
 
-def join_under_root(root: str, relative: pa.Array, where: str, row_numbers: Optional[Sequence[int]] = None) -> pa.Array:
-    """`root/relative` per row (null stays null): the media path of a path stored relative to the media root.
-
-    An export stores `save_folder/{modality folder}/file_name` relative to the root; each stored path is
-    checked with the same rule as the parts it was built from, so a hostile export row (`../../etc/passwd`,
-    an absolute path) is refused here, naming `where`, the row and the value, before any file is opened.
-    `row_numbers` gives the dataset row of each value (default: its position).
-    """
+def join_under_root(root: str, relative: pa.Array) -> pa.Array:
+    """`root/relative` per row (null stays null): the media path of a path stored relative to the media root
+    (an export's `save_folder/{modality folder}/file_name`). Check the stored paths first with
+    `rules.stored_media_paths`: they come from whoever wrote the export."""
     if isinstance(relative, pa.ChunkedArray):
         relative = relative.combine_chunks()
-    relative = relative.cast(pa.string())
-    row = first_unsafe_row(relative)
-    if row is not None:
-        dataset_row = row_numbers[row] if row_numbers is not None else row
-        raise EMM1DataError(
-            f"{where}: row {dataset_row}: unsafe stored path {relative[row].as_py()!r}. A media path stored "
-            "relative to the media root must stay under it: no '..' component, no absolute path, no '~', no "
-            "control characters, not empty. Fix or drop the row."
-        )
-    return pc.binary_join_element_wise(pa.scalar(root.rstrip("/"), pa.string()), relative, "/")
+    return pc.binary_join_element_wise(pa.scalar(root.rstrip("/"), pa.string()), relative.cast(pa.string()), "/")

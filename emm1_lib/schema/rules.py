@@ -229,6 +229,25 @@ def unsafe_path_parts(table: pa.Table, columns: Sequence[str], path: str, id_col
     return found
 
 
+def stored_media_paths(values: Column, where: str, row_numbers: Optional[Sequence[int]] = None) -> List[Violation]:
+    """Media paths stored relative to the media root (an export's `*_file_path` after a Hub round trip) that
+    could escape it (`unsafe_path`): the rule of the parts they were built from, applied to the whole path.
+    `row_numbers` gives the dataset row of each value (default: its position)."""
+    values = _flat(values)
+    values = values.cast(pa.string()) if not pa.types.is_string(values.type) else values
+    mask = unsafe_mask(values)
+    if not pc.any(mask).as_py():
+        return []
+    bad = np.flatnonzero(_numpy(mask))
+    rows = [row_numbers[int(r)] if row_numbers is not None else int(r) for r in bad]
+    return [Violation(
+        "unsafe_path", where,
+        f"{where}: row {rows[0]}: unsafe stored path {values[int(bad[0])].as_py()!r}. A media path stored relative "
+        f"to the media root must stay under it. {_UNSAFE_HINT} Fix or drop the row.",
+        values=tuple(values[int(r)].as_py() for r in bad[:MAX_VALUES]), count=len(bad),
+    )]
+
+
 # ---------------------------------------------------------------------------------------------- phase 1
 
 
