@@ -64,7 +64,7 @@ def _expected(files, k=(1, 5)):
 def _run(files, released_tree, audio="audio.npy", points="points.npy", *extra):
     out = files["dir"] / "out"
     argv = ["evaluate", "--audio-embeddings", str(files["dir"] / audio), "--points-embeddings",
-            str(files["dir"] / points), "--data-dir", released_tree.root, "--output-dir", str(out), *extra]
+            str(files["dir"] / points), "--data-dir", released_tree.metadata_dir, "--output-dir", str(out), *extra]
     return main(argv), out
 
 
@@ -154,6 +154,7 @@ def test_usage_snippet_runs_as_written(released_tree, tmp_path, monkeypatch, cap
     (bash_block,) = re.findall(r"```bash\n(.*?)```", text, re.S)
     assert 'DATA_DIR = "/path/to/eshot"' in python_blocks[0]
     namespace = {}
+    monkeypatch.setenv("ROOT_DATA_PATH", released_tree.root)  # the sample keeps its media apart from eshot/
     monkeypatch.chdir(REPO)  # evaluate.load("metrics/eshot") is relative to the repository root
     exec(python_blocks[0].replace('DATA_DIR = "/path/to/eshot"', f"DATA_DIR = {released_tree.eshot_dir!r}"), namespace)
     results = namespace["results"]
@@ -167,3 +168,17 @@ def test_usage_snippet_runs_as_written(released_tree, tmp_path, monkeypatch, cap
     saved = json.loads((tmp_path / "eshot-results" / "result.json").read_text())["result"]
     assert saved == json.loads(json.dumps(results))  # CLI on the saved files == the metric in Python
     assert "audio -> points" in capsys.readouterr().out
+
+
+def test_bad_data_and_output_folders_exit_with_status_2(files, released_tree, tmp_path, capsys):
+    npy = [str(files["dir"] / "audio.npy"), str(files["dir"] / "points.npy")]
+    common = ["evaluate", "--audio-embeddings", npy[0], "--points-embeddings", npy[1], "--no-plot"]
+    missing = str(tmp_path / "no-such-eshot")
+    assert main(common + ["--data-dir", missing]) == 2
+    err = capsys.readouterr().err
+    assert missing in err and "does not exist" in err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(common + ["--data-dir", released_tree.eshot_dir, "--output-dir", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "out") in err and "cannot write there" in err
