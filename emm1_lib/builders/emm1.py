@@ -11,6 +11,8 @@ Usage (`datasets` 3.6): `datasets.load_dataset("path/to/emm1.py", "phase1_nn1", 
 The metadata CSVs of both schema generations (the seed draft and the release) are accepted.
 """
 import os
+import shutil
+import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -333,23 +335,54 @@ class EMM1(datasets.ArrowBasedBuilder):
         return text, media
 
     def _spill_folder(self) -> Optional[str]:
-        """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory)."""
+        """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory).
+
+        `<cache>/emm1-tmp/`, or while a preparation runs its own subfolder there (see `_prepare_split`).
+        """
+        if getattr(self, "_preparation_folder", None):
+            return self._preparation_folder
+        return self._scratch_root()
+
+    def _scratch_root(self) -> Optional[str]:
         cache_root = getattr(self, "_cache_dir_root", None)
         if not cache_root or is_remote(cache_root):
             return None
         return writable_folder(os.path.join(cache_root, "emm1-tmp"))
 
+    def _close_infos(self) -> None:
+        """Drop the infos tables and delete the captions' file now (not when, or if, the builder is collected)."""
+        text, _ = next(iter(self.__dict__.pop("_infos_cache", {}).values()), (None, None))
+        close = getattr(getattr(text, "captions", None), "close", None)
+        if close is not None:
+            close()  # deletes the file only in the process that wrote it
+
     def _prepare_split(self, split_generator, *args, **kwargs):
         if (kwargs.get("num_proc") or 1) > 1:
             # Each worker reads the infos itself (they are not pickled): the parent's copy, loaded for
             # ClassLabel names, would only add a third copy to the machine's memory.
-            self.__dict__.pop("_infos_cache", None)
+            self._close_infos()
+        # The captions' files of this preparation (one per num_proc worker) go to a folder of its own, removed
+        # at the end whatever happens: a failing job makes the pool terminate the other workers (SIGTERM), which
+        # then cannot delete their files themselves.
+        scratch_root = self._scratch_root()
+        self._preparation_folder = tempfile.mkdtemp(prefix="prepare-", dir=scratch_root) if scratch_root else None
         try:
             return super()._prepare_split(split_generator, *args, **kwargs)
         finally:
             # Prepared (or failed): the infos tables and the captions' file are not needed any more.
             # (Streaming keeps them between iterations: an epoch would otherwise read them again.)
-            self.__dict__.pop("_infos_cache", None)
+            self._close_infos()
+            if self._preparation_folder:
+                shutil.rmtree(self._preparation_folder, ignore_errors=True)
+            self._preparation_folder = None
+
+    def _prepare_split_single(self, *args, **kwargs):
+        # A job of a preparation; with num_proc, in a pool worker, which the pool ends with SIGTERM: the
+        # worker's captions file is deleted when its job ends, not left to exit hooks that do not run.
+        try:
+            yield from super()._prepare_split_single(*args, **kwargs)
+        finally:
+            self._close_infos()
 
     # -- splits -------------------------------------------------------------------------------
 
