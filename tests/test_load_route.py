@@ -121,3 +121,15 @@ def test_data_files_are_refused_not_ignored(crowded_root, tmp_path):
         datasets.load_dataset("emm1", "phase1_nn1", data_dir=root, root_data_path=root,
                               data_files=[os.path.join(root, "e-mm1_100m", "nn_1", "data_groups.csv")],
                               cache_dir=str(tmp_path / "cache"))
+
+
+def test_benchmark_script_runs(tmp_path):
+    """benchmarks/load_route.py on a tiny tree: both routes run and give the same rows (no timing is asserted)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import load_route
+
+    summary = load_route.main(["--media-files", "300", "--captions", "50", "--rounds", "1",
+                               "--work-dir", str(tmp_path / "work")])
+    assert summary["builder"] > 0 and summary["load_dataset"] > 0 and summary["ratio"] > 0

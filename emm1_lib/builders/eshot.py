@@ -29,8 +29,8 @@ import datasets
 import pyarrow as pa
 from datasets.table import cast_table_to_features
 
-from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import builder_kwargs
+from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import table_key
 from emm1_lib.schema.eshot_files import CATEGORY_FILES
 from emm1_lib.schema.eshot_files import ESHOT_MODALITIES
