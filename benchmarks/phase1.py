@@ -38,8 +38,8 @@ NUM_NEIGHBOURS = 16
 MODALITIES = ("image", "audio", "video", "points")
 # A media root as users pass it; paths are not opened (nothing decodes), only their length matters.
 DEFAULT_ROOT = "/data/e-mm1"
-TREE_VERSION = 1
-TIMED_DONE = ".timed-done"  # a child creates this file in its output folder when its timed work ends  # bump when the generated tree changes, so cached trees are rebuilt
+TREE_VERSION = 2  # bump when the generated tree changes, so cached trees are rebuilt
+TIMED_DONE = ".timed-done"  # a child creates this file in its output folder when its timed work ends
 
 
 # -- the full-size tree ---------------------------------------------------------------------------
@@ -82,14 +82,14 @@ def _realistic_text_csv(path: str, seed: int) -> None:
 
 
 def ensure_tree(tree_dir: str, scale: float) -> str:
-    """Generate the metadata tree once (metadata only, no media files); return the media root."""
+    """Generate the metadata tree once (metadata only, no media files); return its metadata folder (the data_dir)."""
     marker = os.path.join(tree_dir, "COMPLETE.json")
     params = {"version": TREE_VERSION, "num_captions": max(100, int(FULL_CAPTIONS * scale)),
               "num_media": max(50, int(FULL_MEDIA * scale)), "num_neighbours": NUM_NEIGHBOURS}
     if os.path.exists(marker):
         with open(marker) as f:
             if json.load(f) == params:
-                return tree_dir
+                return os.path.join(tree_dir, "metadata")
     shutil.rmtree(tree_dir, ignore_errors=True)
     os.makedirs(tree_dir)
     from emm1_lib.testing.sample import generate_sample_tree
@@ -102,7 +102,7 @@ def ensure_tree(tree_dir: str, scale: float) -> str:
     with open(marker, "w") as f:
         json.dump(params, f)
     print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
-    return tree_dir
+    return tree.metadata_dir
 
 
 def tree_facts(tree_dir: str) -> dict:

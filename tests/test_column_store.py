@@ -98,7 +98,7 @@ def test_text_info_spilled_or_not_reads_the_same_captions(tmp_path, monkeypatch,
 def test_builder_spills_captions_beside_the_cache_and_cleans_up(tmp_path):
     tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=2, num_captions=40, num_media=12)
     cache = str(tmp_path / "cache")
-    builder = emm1.EMM1(config_name="phase1_nn2", data_dir=tree.root, root_data_path=tree.root, decode=False,
+    builder = emm1.EMM1(config_name="phase1_nn2", data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
                         cache_dir=cache)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -115,7 +115,7 @@ def test_builder_spills_captions_beside_the_cache_and_cleans_up(tmp_path):
 def test_streaming_keeps_the_captions_file_between_epochs(tmp_path):
     tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=1, num_captions=30, num_media=10)
     cache = str(tmp_path / "cache")
-    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=tree.root, root_data_path=tree.root, decode=False,
+    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
                         cache_dir=cache)
     stream = builder.as_streaming_dataset(split="train")
     with warnings.catch_warnings():
@@ -135,7 +135,7 @@ def test_provenance_labels_read_no_captions_in_the_parent_of_num_proc_workers(tm
     reads = []
     original = TextInfo.read.__func__
     monkeypatch.setattr(TextInfo, "read", classmethod(lambda cls, *a, **k: reads.append(a) or original(cls, *a, **k)))
-    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=tree.root, root_data_path=tree.root, decode=False,
+    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
                         cache_dir=str(tmp_path / "cache"), provenance_labels=True, shard_bytes=256)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -54,7 +54,7 @@ def small_tree(tmp_path):
 
 
 def prepare(tree, config="phase1_nn1", **kwargs):
-    builder = emm1.EMM1(config_name=config, data_dir=tree.root, root_data_path=tree.root, decode=False,
+    builder = emm1.EMM1(config_name=config, data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
                         cache_dir=os.path.join(tree.root, ".hf-cache"), **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -43,7 +43,7 @@ def exported(released_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("dist-export") / "repo"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DanglingIdWarning)
-        return export(str(out), released_tree.root, ["phase1_all", "phase1_nn1"],
+        return export(str(out), released_tree.metadata_dir, ["phase1_all", "phase1_nn1"],
                       cache_dir=str(tmp_path_factory.mktemp("dist-cache")), row_group_rows=8)
 
 
@@ -57,7 +57,7 @@ def test_full_size_phase1_file_gives_16_shards(tmp_path):
 
 
 def test_builder_stream_split_by_node_is_a_partition(released_tree, hf_cache):
-    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=released_tree.root, root_data_path=released_tree.root,
+    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=released_tree.metadata_dir, root_data_path=released_tree.root,
                         decode=False, cache_dir=hf_cache, shard_bytes=32)
     stream = builder.as_streaming_dataset(split="train")
     assert _num_shards(stream) >= 16

@@ -33,13 +33,13 @@ def tree_copy(released_tree, tmp_path):
 
 def test_unknown_config_lists_valid_ones(released_tree, hf_cache):
     with pytest.raises(ValueError) as error:
-        emm1.EMM1(config_name="phase1_nn17", data_dir=released_tree.root, cache_dir=hf_cache)
+        emm1.EMM1(config_name="phase1_nn17", data_dir=released_tree.metadata_dir, cache_dir=hf_cache)
     assert "phase1_nn16" in str(error.value) and "phase2_triplets" in str(error.value)
 
 
 def test_unknown_parameter_is_refused(released_tree, hf_cache):
     with pytest.raises(ValueError, match="root_path"):
-        emm1.EMM1(config_name="phase1_nn1", data_dir=released_tree.root, root_path="/x", cache_dir=hf_cache)
+        emm1.EMM1(config_name="phase1_nn1", data_dir=released_tree.metadata_dir, root_path="/x", cache_dir=hf_cache)
 
 
 def test_missing_data_dir(hf_cache, tmp_path):
@@ -62,7 +62,7 @@ def test_missing_neighbour_file_names_file_and_config(tree_copy, released_tree, 
 def test_missing_media_root(released_tree, hf_cache, monkeypatch):
     monkeypatch.delenv("ROOT_DATA_PATH", raising=False)
     with pytest.raises(ValueError, match="ROOT_DATA_PATH"):
-        _prepare(released_tree.root, None, hf_cache)
+        _prepare(released_tree.metadata_dir, None, hf_cache)
 
 
 def test_missing_required_columns_are_named(tree_copy, released_tree, hf_cache):
@@ -135,7 +135,7 @@ def test_duplicate_infos_ids_are_an_error_naming_them(tree_copy, released_tree, 
 
 def test_bad_modalities_parameter(released_tree, hf_cache):
     with pytest.raises(ValueError, match="choose from"):
-        emm1.EMM1(config_name="phase1_nn1", data_dir=released_tree.root, modalities=["smell"], cache_dir=hf_cache)
+        emm1.EMM1(config_name="phase1_nn1", data_dir=released_tree.metadata_dir, modalities=["smell"], cache_dir=hf_cache)
 
 
 def test_datasets_error_type_is_kept_for_users_catching_it(tree_copy, released_tree, hf_cache):

@@ -24,10 +24,15 @@ def _builder(data_dir, hf_cache, config="eshot_audio", **kwargs):
     return eshot.EShot(config_name=config, data_dir=data_dir, cache_dir=hf_cache, **kwargs)
 
 
-def _prepare(data_dir, hf_cache, config="eshot_audio", **kwargs):
+def _prepared_builder(data_dir, hf_cache, config="eshot_audio", **kwargs):
+    """A builder after `download_and_prepare`: its features carry the category names read from the data."""
     builder = _builder(data_dir, hf_cache, config, **kwargs)
     builder.download_and_prepare()
-    return builder.as_dataset(split="test")
+    return builder
+
+
+def _prepare(data_dir, hf_cache, config="eshot_audio", **kwargs):
+    return _prepared_builder(data_dir, hf_cache, config, **kwargs).as_dataset(split="test")
 
 
 def _recipe(eshot_dir, modality, root=None):
@@ -70,8 +75,8 @@ def eshot_copy(tmp_path, released_tree):
 
 def test_configs_and_features(tree, hf_cache):
     assert [c.name for c in eshot.EShot.BUILDER_CONFIGS] == ["eshot_audio", "eshot_points"]
-    audio = _builder(tree.eshot_dir, hf_cache, "eshot_audio").info.features
-    points = _builder(tree.eshot_dir, hf_cache, "eshot_points").info.features
+    audio = _prepared_builder(tree.eshot_dir, hf_cache, "eshot_audio", root_data_path=tree.root).info.features
+    points = _prepared_builder(tree.eshot_dir, hf_cache, "eshot_points", root_data_path=tree.root).info.features
     assert list(audio) == [
         "eshot_audio_id", "category", "audio_file_path", "audio", "youtube_id", "start_time", "end_time"
     ]
@@ -85,8 +90,8 @@ def test_configs_and_features(tree, hf_cache):
 
 @pytest.mark.parametrize("modality", ["audio", "points"])
 def test_rows_equal_the_hand_recipe(tree, hf_cache, modality):
-    ds = _prepare(tree.eshot_dir, hf_cache, f"eshot_{modality}")
-    expected, categories = _recipe(tree.eshot_dir, modality)
+    ds = _prepare(tree.eshot_dir, hf_cache, f"eshot_{modality}", root_data_path=tree.root)
+    expected, categories = _recipe(tree.eshot_dir, modality, tree.root)
     assert ds.features["category"].names == categories
     got = list(zip(ds[ID_COLUMN[modality]], ds["category"], ds[f"{modality}_file_path"]))
     assert got == expected  # sorted by id: the dataset order of `eshot evaluate`'s .npy files
@@ -106,8 +111,8 @@ def test_rows_equal_the_hand_recipe(tree, hf_cache, modality):
 
 
 def test_data_dir_may_be_the_parent_and_root_is_configurable(released_tree, hf_cache, tmp_path, monkeypatch):
-    by_parent = _prepare(released_tree.root, hf_cache)
-    by_folder = _prepare(released_tree.eshot_dir, hf_cache)
+    by_parent = _prepare(released_tree.metadata_dir, hf_cache, root_data_path=released_tree.root)
+    by_folder = _prepare(released_tree.eshot_dir, hf_cache, root_data_path=released_tree.root)
     assert by_parent["audio_file_path"] == by_folder["audio_file_path"]
     elsewhere = str(tmp_path / "media-root")
     custom = _prepare(released_tree.eshot_dir, hf_cache, root_data_path=elsewhere)
@@ -121,17 +126,19 @@ def test_data_dir_may_be_the_parent_and_root_is_configurable(released_tree, hf_c
 
 
 def test_media_decode(tree, hf_cache):
-    audio = _prepare(tree.eshot_dir, hf_cache, "eshot_audio", decode=True)
+    audio = _prepare(tree.eshot_dir, hf_cache, "eshot_audio", decode=True, root_data_path=tree.root)
     first = audio[0]["audio"]
     assert first["array"].ndim >= 1 and first["array"].size > 0 and first["sampling_rate"] > 0
-    points = _prepare(tree.eshot_dir, hf_cache, "eshot_points", decode=True, media_options={"num_points": 64})
+    points = _prepare(tree.eshot_dir, hf_cache, "eshot_points", decode=True, media_options={"num_points": 64},
+                      root_data_path=tree.root)
     assert np.asarray(points[0]["points"]["xyz"]).shape == (64, 3)
 
 
 def test_streaming_equals_prepared(tree, hf_cache):
     for config in ("eshot_audio", "eshot_points"):
-        prepared = _prepare(tree.eshot_dir, hf_cache, config)
-        streamed = list(_builder(tree.eshot_dir, hf_cache, config).as_streaming_dataset(split="test"))
+        prepared = _prepare(tree.eshot_dir, hf_cache, config, root_data_path=tree.root)
+        streamed = list(_builder(tree.eshot_dir, hf_cache, config, root_data_path=tree.root)
+                        .as_streaming_dataset(split="test"))
         assert streamed == list(prepared)
 
 
@@ -157,7 +164,7 @@ def test_id_under_two_categories_is_an_error_naming_it(eshot_copy, hf_cache):
         json.dump(mapping, f)
     message = f"eshot_point_id {mapping[first][0]} is listed under two categories, '{first}' and '{second}'"
     with pytest.raises(EMM1DataError, match=message):
-        _builder(eshot_copy, hf_cache, "eshot_points")
+        _prepare(eshot_copy, hf_cache, "eshot_points")
 
 
 def test_uncategorised_info_row_is_reported_and_left_out(eshot_copy, hf_cache):
@@ -174,19 +181,20 @@ def test_uncategorised_info_row_is_reported_and_left_out(eshot_copy, hf_cache):
 
 
 def test_bad_inputs_have_clear_errors(eshot_copy, hf_cache, tmp_path):
+    # (raised by download_and_prepare: making a builder reads no file)
     with pytest.raises(ValueError, match="no data_dir"):
-        eshot.EShot(config_name="eshot_audio", cache_dir=hf_cache)
+        eshot.EShot(config_name="eshot_audio", cache_dir=hf_cache).download_and_prepare()
     with pytest.raises(EMM1DataError, match="category_to_audio_ids.json"):
-        _builder(str(tmp_path / "nowhere"), hf_cache)
+        _prepare(str(tmp_path / "nowhere"), hf_cache)
     path = os.path.join(eshot_copy, JSON_FILE["audio"])
     with open(path, "w") as f:
         json.dump({"bird": [1, "x"]}, f)
     with pytest.raises(EMM1DataError, match=r"category 'bird' lists 'x', which is not a non-negative integer"):
-        _builder(eshot_copy, hf_cache)
+        _prepare(eshot_copy, hf_cache)
     with open(path, "w") as f:
         f.write("{not json")
     with pytest.raises(EMM1DataError, match="not valid JSON"):
-        _builder(eshot_copy, hf_cache)
+        _prepare(eshot_copy, hf_cache)
 
 
 def test_duplicate_info_row_is_an_error(eshot_copy, hf_cache):
@@ -213,11 +221,11 @@ def test_seed_media_without_file_gets_a_null_path(seed_tree, hf_cache, tmp_path)
 
 @pytest.mark.skipif(not TODAYS_DATASETS, reason="registration by name is for datasets >= 4")
 def test_load_dataset_by_name_after_import(released_tree, hf_cache):
-    ds = datasets.load_dataset("eshot", "eshot_points", data_dir=released_tree.root, cache_dir=hf_cache,
-                               decode=False, split="test")
+    ds = datasets.load_dataset("eshot", "eshot_points", data_dir=released_tree.metadata_dir, cache_dir=hf_cache,
+                               root_data_path=released_tree.root, decode=False, split="test")
     assert ds["eshot_point_id"] == sorted(ds["eshot_point_id"])
-    streamed = datasets.load_dataset("eshot", "eshot_points", data_dir=released_tree.root, cache_dir=hf_cache,
-                                     decode=False, split="test", streaming=True)
+    streamed = datasets.load_dataset("eshot", "eshot_points", data_dir=released_tree.metadata_dir, cache_dir=hf_cache,
+                                     root_data_path=released_tree.root, decode=False, split="test", streaming=True)
     assert [r["eshot_point_id"] for r in streamed] == ds["eshot_point_id"]
 
 
@@ -225,11 +233,11 @@ def test_load_dataset_by_name_after_import(released_tree, hf_cache):
 @pytest.mark.parametrize("streaming", [False, True])
 @pytest.mark.parametrize("config", ["eshot_audio", "eshot_points"])
 def test_loading_script_on_datasets_3_6(tree, hf_cache, streaming, config):
-    ds = datasets.load_dataset(SCRIPT, config, data_dir=tree.root, cache_dir=hf_cache, decode=False, split="test",
-                               trust_remote_code=True, streaming=streaming)
+    ds = datasets.load_dataset(SCRIPT, config, data_dir=tree.metadata_dir, root_data_path=tree.root, cache_dir=hf_cache,
+                               decode=False, split="test", trust_remote_code=True, streaming=streaming)
     modality = config.split("_")[1]
     rows = list(ds)
-    expected, _ = _recipe(tree.eshot_dir, modality)
+    expected, _ = _recipe(tree.eshot_dir, modality, tree.root)
     assert [(r[ID_COLUMN[modality]], r["category"], r[f"{modality}_file_path"]) for r in rows] == expected
 
 

@@ -60,7 +60,7 @@ def _expected(files, k=(1, 5)):
 def _run(files, released_tree, audio="audio.npy", points="points.npy", *extra):
     out = files["dir"] / "out"
     argv = ["evaluate", "--audio-embeddings", str(files["dir"] / audio), "--points-embeddings",
-            str(files["dir"] / points), "--data-dir", released_tree.root, "--output-dir", str(out), *extra]
+            str(files["dir"] / points), "--data-dir", released_tree.metadata_dir, "--output-dir", str(out), *extra]
     return main(argv), out
 
 
@@ -140,3 +140,17 @@ def test_module_entry_point(files, released_tree):
     )
     assert completed.returncode == 0, completed.stderr
     assert "audio -> points" in completed.stdout and (out / "result.json").exists()
+
+
+def test_bad_data_and_output_folders_exit_with_status_2(files, released_tree, tmp_path, capsys):
+    npy = [str(files["dir"] / "audio.npy"), str(files["dir"] / "points.npy")]
+    common = ["evaluate", "--audio-embeddings", npy[0], "--points-embeddings", npy[1], "--no-plot"]
+    missing = str(tmp_path / "no-such-eshot")
+    assert main(common + ["--data-dir", missing]) == 2
+    err = capsys.readouterr().err
+    assert missing in err and "does not exist" in err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(common + ["--data-dir", released_tree.eshot_dir, "--output-dir", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "out") in err and "cannot write there" in err

@@ -57,7 +57,7 @@ def exported(released_tree, tmp_path_factory):
     cache = tmp_path_factory.mktemp("export-cache")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DanglingIdWarning)
-        result = export(str(out), released_tree.root, cache_dir=str(cache), row_group_rows=5, min_files=4)
+        result = export(str(out), released_tree.metadata_dir, cache_dir=str(cache), row_group_rows=5, min_files=4)
     return result
 
 
@@ -65,7 +65,7 @@ def _builder_split(tree, config, cache, **kwargs):
     """What the builder itself gives for `config` with media under the tree root (decode off)."""
     for cls in BUILDERS:
         if config in [c.name for c in cls.BUILDER_CONFIGS]:
-            builder = cls(config_name=config, data_dir=tree.root, root_data_path=tree.root, decode=False,
+            builder = cls(config_name=config, data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
                           cache_dir=cache, **kwargs)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DanglingIdWarning)
@@ -232,18 +232,20 @@ def test_seed_schema_exports_and_resolves(seed_tree, tmp_path):
     configs = ["phase1_nn3"] + (["eshot_points"] if "eshot_points" in _all_builder_configs() else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DanglingIdWarning)
-        result = export(str(tmp_path / "repo"), seed_tree.root, configs, cache_dir=str(tmp_path / "cache"))
+        result = export(str(tmp_path / "repo"), seed_tree.metadata_dir, configs, cache_dir=str(tmp_path / "cache"))
     assert [c.name for c in result.configs] == configs
     for config in configs:
         loaded = datasets.load_dataset(result.out_dir, config, cache_dir=str(tmp_path / "hf"))
         [split] = loaded
         expected = _builder_split(seed_tree, config, str(tmp_path / "builder"))
-        assert resolve(loaded[split], seed_tree.root, decode=False).to_dict() == expected.to_dict()
+        # seed EShot media live in the metadata folder (eshot/point-clouds/), so they are stored relative to it
+        root = seed_tree.metadata_dir if config.startswith("eshot") else seed_tree.root
+        assert resolve(loaded[split], root, decode=False).to_dict() == expected.to_dict()
 
 
 def test_cli_export_and_errors(released_tree, tmp_path, capsys):
     out = tmp_path / "repo"
-    argv = ["export", "--to", str(out), "--data-dir", released_tree.root, "--configs", "phase2_triplets",
+    argv = ["export", "--to", str(out), "--data-dir", released_tree.metadata_dir, "--configs", "phase2_triplets",
             "--row-group-rows", "7", "--max-shard-bytes", "1MiB", "--cache-dir", str(tmp_path / "cache"),
             "--repo-id", "acme/e-mm1"]
     assert emm1_main(argv) == 0
@@ -256,7 +258,7 @@ def test_cli_export_and_errors(released_tree, tmp_path, capsys):
     assert emm1_main(argv) == 2
     assert str(out) in capsys.readouterr().err
     assert emm1_main(argv + ["--overwrite"]) == 0
-    assert emm1_main(["export", "--to", str(tmp_path / "x"), "--data-dir", released_tree.root,
+    assert emm1_main(["export", "--to", str(tmp_path / "x"), "--data-dir", released_tree.metadata_dir,
                       "--configs", "phase9"]) == 2
     assert "phase9" in capsys.readouterr().err
 

@@ -45,7 +45,7 @@ def small_tree(tmp_path, schema="released", media=False, name="tree"):
 
 def prepare(tree, config="phase1_nn1", cache=None, **kwargs):
     kwargs.setdefault("decode", False)
-    builder = emm1.EMM1(config_name=config, data_dir=tree.root, root_data_path=tree.root,
+    builder = emm1.EMM1(config_name=config, data_dir=tree.metadata_dir, root_data_path=tree.root,
                         cache_dir=cache or os.path.join(tree.root, f".hf-cache-{config}"), **kwargs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -113,7 +113,7 @@ def one(findings):
 
 
 def rel(path, tree):
-    return os.path.relpath(path, tree.root)
+    return os.path.relpath(path, tree.metadata_dir)
 
 
 # ---------------------------------------------------------------------------------------------- CSV structure
@@ -127,7 +127,7 @@ def test_ragged_row(tmp_path):
     write_lines(path, lines)
     message = data_error(tree)
     assert path in message and "surplus" in message and "Expected 6 columns, got 7" in message
-    finding = one(validate_tree(tree.root).find("ragged_row", rel(path, tree)))
+    finding = one(validate_tree(tree.metadata_dir).find("ragged_row", rel(path, tree)))
     assert finding.lines == [4] and finding.severity == "error"
 
 
@@ -139,7 +139,7 @@ def test_unterminated_quote_in_a_grouping_file_is_an_error(tmp_path):
     write_lines(path, lines)
     message = data_error(tree)  # the merged value is no integer
     assert path in message
-    finding = one(validate_tree(tree.root).find("ragged_row", rel(path, tree)))  # the quote swallows the file
+    finding = one(validate_tree(tree.metadata_dir).find("ragged_row", rel(path, tree)))  # the quote swallows the file
     assert finding.lines == [6] and finding.severity == "error"
 
 
@@ -155,7 +155,7 @@ def _unterminated_caption(tree):
 def test_unterminated_quote_is_found_by_validate(tmp_path):
     tree = small_tree(tmp_path)
     path = _unterminated_caption(tree)
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     finding = one(report.find("unbalanced_quote", rel(path, tree)))
     assert finding.severity == "error" and finding.lines == [5] and "line 5" in finding.message
     assert finding.message.count("odd number of double quotes") == 1  # the shared reader's words, once
@@ -177,7 +177,7 @@ def test_non_utf8_bytes(tmp_path):
     write_lines(path, lines)
     message = data_error(tree)
     assert path in message and "UTF8" in message
-    finding = one(validate_tree(tree.root).find("not_utf8", rel(path, tree)))
+    finding = one(validate_tree(tree.metadata_dir).find("not_utf8", rel(path, tree)))
     assert finding.lines == [7]
 
 
@@ -189,7 +189,7 @@ def test_non_utf8_header(tmp_path):
     write_lines(path, lines)
     message = data_error(tree)
     assert path in message and "not UTF-8" in message
-    assert one(validate_tree(tree.root).find("unreadable", rel(path, tree))).severity == "error"
+    assert one(validate_tree(tree.metadata_dir).find("unreadable", rel(path, tree))).severity == "error"
 
 
 @pytest.mark.parametrize("variant", ["bom", "crlf", "bom+crlf"])
@@ -212,7 +212,7 @@ def test_bom_and_crlf_files_read_the_same(tmp_path, variant):
     assert got["encord_text_id"] == expected["encord_text_id"]
     assert got["caption"] == expected["caption"]
     assert paths(got) == paths(expected)
-    assert validate_tree(tree.root).ok
+    assert validate_tree(tree.metadata_dir).ok
 
 
 def test_empty_file(tmp_path):
@@ -221,7 +221,7 @@ def test_empty_file(tmp_path):
     open(path, "wb").close()
     message = data_error(tree)
     assert path in message and "empty" in message
-    assert one(validate_tree(tree.root).find("unreadable", rel(path, tree))).severity == "error"
+    assert one(validate_tree(tree.metadata_dir).find("unreadable", rel(path, tree))).severity == "error"
 
 
 def test_header_only_infos_table_makes_every_id_dangling(tmp_path):
@@ -232,7 +232,7 @@ def test_header_only_infos_table_makes_every_id_dangling(tmp_path):
     assert len(ds) == tree.num_captions and set(ds["points_file_path"]) == {None}
     [warning] = [w for w in dangling if "encord_points_id" in str(w.message)]
     assert f"{tree.num_captions} encord_points_id value(s)" in str(warning.message)
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     assert report.split("phase1").modalities["points"].dangling == tree.num_captions
     assert report.ok
 
@@ -265,7 +265,7 @@ def test_id_that_is_not_an_int64_in_an_infos_table(tmp_path, value):
     set_cell(path, 4, "encord_image_id", value)
     message = data_error(tree)
     assert path in message and value in message
-    finding = one(validate_tree(tree.root).find("not_integer", rel(path, tree)))
+    finding = one(validate_tree(tree.metadata_dir).find("not_integer", rel(path, tree)))
     assert finding.lines == [4] and finding.values == [value]
 
 
@@ -275,7 +275,7 @@ def test_id_that_is_not_an_integer_in_a_grouping_file(tmp_path):
     set_cell(path, 9, "encord_audio_id", "12x")
     message = data_error(tree)
     assert path in message and "12x" in message
-    finding = one(validate_tree(tree.root).find("not_integer", rel(path, tree)))
+    finding = one(validate_tree(tree.metadata_dir).find("not_integer", rel(path, tree)))
     assert finding.lines == [9]
 
 
@@ -292,7 +292,7 @@ def test_negative_id_in_an_infos_table(tmp_path):
     set_cell(path, 3, "encord_audio_id", "-5")
     message = data_error(tree)
     assert path in message and "data row 2 (line 3)" in message and "negative" in message
-    finding = one(validate_tree(tree.root).find("invalid_id", rel(path, tree)))
+    finding = one(validate_tree(tree.metadata_dir).find("invalid_id", rel(path, tree)))
     assert finding.lines == [3] and finding.values == [-5]
 
 
@@ -302,7 +302,7 @@ def test_missing_id_in_an_infos_table(tmp_path):
     set_cell(path, 6, "encord_audio_id", "")
     message = data_error(tree)
     assert path in message and "line 6" in message and "missing or negative" in message
-    assert one(validate_tree(tree.root).find("invalid_id", rel(path, tree))).lines == [6]
+    assert one(validate_tree(tree.metadata_dir).find("invalid_id", rel(path, tree))).lines == [6]
 
 
 def test_huge_ids_use_the_sparse_lookup(tmp_path):
@@ -313,7 +313,7 @@ def test_huge_ids_use_the_sparse_lookup(tmp_path):
     set_cell(groups(tree), 2, "encord_image_id", huge)
     ds, _ = prepare(tree)
     assert ds["encord_image_id"][0] == 2**62 and ds["image_file_path"][0] is not None
-    assert validate_tree(tree.root).ok
+    assert validate_tree(tree.metadata_dir).ok
 
 
 @pytest.mark.parametrize("value", ["-3", str(2**63 - 1)])
@@ -323,7 +323,7 @@ def test_negative_or_huge_id_in_a_grouping_file_is_a_counted_dangling_id(tmp_pat
     ds, dangling = prepare(tree)
     assert ds["encord_video_id"][3] == int(value) and ds["video_file_path"][3] is None  # row kept, value null
     assert any("encord_video_id" in str(w.message) for w in dangling)
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     finding = one(report.find("dangling_id", rel(groups(tree), tree)))
     assert finding.lines == [5] and finding.values == [int(value)]
     assert report.ok
@@ -336,7 +336,7 @@ def test_duplicate_ids_in_an_infos_table(tmp_path):
     set_cell(path, 5, "encord_image_id", first)
     message = data_error(tree)
     assert path in message and first in message and "ambiguous" in message
-    finding = one(validate_tree(tree.root).find("duplicate_id", rel(path, tree)))
+    finding = one(validate_tree(tree.metadata_dir).find("duplicate_id", rel(path, tree)))
     assert finding.lines == [2, 5] and finding.values == [int(first)]
 
 
@@ -347,7 +347,7 @@ def test_duplicate_caption_ids(tmp_path):
     set_cell(path, 9, "encord_text_id", first)
     message = data_error(tree)
     assert path in message and first in message
-    assert one(validate_tree(tree.root).find("duplicate_id", rel(path, tree))).lines == [2, 9]
+    assert one(validate_tree(tree.metadata_dir).find("duplicate_id", rel(path, tree))).lines == [2, 9]
 
 
 @pytest.mark.parametrize("schema", ["released", "seed"])
@@ -356,7 +356,7 @@ def test_dangling_ids_are_null_and_counted(tmp_path, schema):
                                 dangling=3)
     ds, dangling = prepare(tree)
     assert len(ds) == 12  # nothing dropped
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     for m in ("image", "audio", "video", "points"):
         nulls = sum(p is None for p in ds[f"{m}_file_path"])
         assert nulls == 3
@@ -377,7 +377,7 @@ def test_missing_column(tmp_path):
     write_lines(path, lines)
     message = data_error(tree)
     assert path in message and "['file_name']" in message
-    assert one(validate_tree(tree.root).find("missing_column", rel(path, tree))).lines == [1]
+    assert one(validate_tree(tree.metadata_dir).find("missing_column", rel(path, tree))).lines == [1]
 
 
 def test_missing_grouping_column(tmp_path):
@@ -387,7 +387,7 @@ def test_missing_grouping_column(tmp_path):
     lines[0] = lines[0].replace(b"encord_points_id", b"encord_point_id")
     write_lines(path, lines)
     assert "['encord_points_id']" in data_error(tree)
-    assert validate_tree(tree.root).find("missing_column", rel(path, tree))
+    assert validate_tree(tree.metadata_dir).find("missing_column", rel(path, tree))
 
 
 def test_extra_columns_are_ignored(tmp_path):
@@ -397,7 +397,7 @@ def test_extra_columns_are_ignored(tmp_path):
     write_lines(path, [lines[0] + b",notes"] + [line + b",x" if line else line for line in lines[1:]])
     ds, _ = prepare(tree)
     assert len(ds) == tree.num_captions
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     assert report.ok and one(report.find("extra_column", rel(path, tree))).severity == "note"
 
 
@@ -415,7 +415,7 @@ def test_repeated_column_is_found_by_validate(tmp_path):
     path = infos(tree, "image")
     lines = read_lines(path)
     write_lines(path, [lines[0] + b",file_name"] + [line + b",x.jpg" if line else line for line in lines[1:]])
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     finding = one(report.find("repeated_column", rel(path, tree)))
     assert finding.severity == "error" and finding.lines == [1] and "file_name" in finding.message
     assert one(report.find(file=rel(path, tree), severity="error")) is finding
@@ -427,7 +427,7 @@ def test_repeated_and_missing_columns_are_both_found_by_validate(tmp_path):
     lines = read_lines(path)
     header = lines[0].replace(b"save_folder", b"file_name")  # save_folder missing, file_name twice
     write_lines(path, [header] + lines[1:])
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     assert "save_folder" in one(report.find("missing_column", rel(path, tree))).message
     assert "file_name" in one(report.find("repeated_column", rel(path, tree))).message
 
@@ -444,7 +444,7 @@ def test_nn_index_out_of_range_is_found_by_validate(tmp_path):
     tree = small_tree(tmp_path)
     path = groups(tree)
     set_cell(path, 4, "nn_index", "300")
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     finding = one(report.find("bad_value", rel(path, tree)))
     assert finding.severity == "error" and finding.lines == [4] and finding.values == [300]
     assert not report.find("nn_index_mismatch")  # one problem, one finding
@@ -456,7 +456,7 @@ def test_nn_index_of_another_folder_is_kept_and_warned_about(tmp_path):
     set_cell(path, 4, "nn_index", "2")  # a rank 1-16, but not the k of nn_1
     ds, _ = prepare(tree)
     assert sorted(set(ds["nn_index"])) == [1, 2]  # the builder keeps the file's value
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     assert report.ok and report.exit_code == 0
     finding = one(report.find("nn_index_mismatch", rel(path, tree)))
     assert finding.severity == "warning" and finding.lines == [4] and finding.values == [2]
@@ -489,7 +489,7 @@ def test_unsafe_path_parts_are_refused_with_their_row(tmp_path, kind, column):
     message = data_error(tree)
     assert path in message and "line 3" in message and f"encord_image_id={item_id}" in message
     assert f"unsafe {column}" in message
-    finding = one(validate_tree(tree.root).find("unsafe_path", rel(path, tree)))
+    finding = one(validate_tree(tree.metadata_dir).find("unsafe_path", rel(path, tree)))
     assert finding.lines == [3] and item_id in finding.values[0]
 
 
@@ -506,7 +506,7 @@ def test_validate_lists_every_unsafe_row(tmp_path):
     path = infos(tree, "audio")
     for line, value in ((2, "/abs.wav"), (4, "../x.wav"), (7, "~/y.wav")):
         set_cell(path, line, "file_name", value)
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     finding = one(report.find("unsafe_path", rel(path, tree)))
     assert finding.lines == [2, 4, 7] and finding.count == 3
     assert report.split("phase1").modalities["audio"].unsafe_paths == 3
@@ -531,7 +531,7 @@ def test_bad_triplet_rows_are_refused_with_their_row(tmp_path, schema, problem):
         set_cell(path, 6, "annotation", "7")
     message = data_error(tree, "phase2_triplets")
     assert path in message and "line 6" in message
-    finding = one(validate_tree(tree.root).find("bad_value", rel(path, tree), severity="error"))
+    finding = one(validate_tree(tree.metadata_dir).find("bad_value", rel(path, tree), severity="error"))
     assert finding.lines == [6]
 
 
@@ -543,7 +543,7 @@ def test_bad_annotation_mapping(tmp_path):
     with pytest.raises(Exception) as raised:  # the label names are read when the features are built
         prepare(tree, "phase2_triplets")
     assert path in str(behind(raised.value))
-    assert one(validate_tree(tree.root).find("bad_mapping", rel(path, tree))).severity == "error"
+    assert one(validate_tree(tree.metadata_dir).find("bad_mapping", rel(path, tree))).severity == "error"
 
 
 # ---------------------------------------------------------------------------------------------- EShot
@@ -564,10 +564,10 @@ def test_malformed_category_json(tmp_path, text, code):
     with open(path, "wb") as f:
         f.write(text)
     with pytest.raises(Exception) as raised:  # the categories are read when the features are built
-        eshot.EShot(config_name="eshot_audio", data_dir=tree.root, root_data_path=tree.root,
+        eshot.EShot(config_name="eshot_audio", data_dir=tree.metadata_dir, root_data_path=tree.root,
                     cache_dir=str(tmp_path / "cache"), decode=False).download_and_prepare()
     assert path in str(behind(raised.value))
-    finding = one(validate_tree(tree.root).find(code, rel(path, tree), severity="error"))
+    finding = one(validate_tree(tree.metadata_dir).find(code, rel(path, tree), severity="error"))
     if text.startswith(b'{"bell": [0, 1], "bird": [2, 3]'):
         assert finding.lines == [1]
 
@@ -698,10 +698,10 @@ def test_missing_media_file_is_named(media_tree):
     with pytest.raises(FileNotFoundError) as raised:
         ds[i]["image"]
     assert isinstance(raised.value, MediaError) and path in str(raised.value)
-    report = validate_tree(media_tree.root, media_tree.root, check_media=True)
+    report = validate_tree(media_tree.metadata_dir, media_tree.root, check_media=True)
     finding = one(report.find("missing_media", rel(infos(media_tree, "image"), media_tree)))
     assert path in finding.values and finding.severity == "error"
-    relaxed = validate_tree(media_tree.root, media_tree.root, check_media=True, on_missing_media="null")
+    relaxed = validate_tree(media_tree.metadata_dir, media_tree.root, check_media=True, on_missing_media="null")
     assert relaxed.ok and relaxed.find("missing_media", severity="warning")
 
 
@@ -726,11 +726,11 @@ def _escape_by_symlink(media_tree, tmp_path, modality, suffix, whole_folder=Fals
 @pytest.mark.parametrize("whole_folder", [False, True], ids=["file", "folder"])
 def test_symlink_escaping_the_root_is_found_by_validate(media_tree, tmp_path, whole_folder):
     _, _, path = _escape_by_symlink(media_tree, tmp_path, "image", ".jpg", whole_folder)
-    report = validate_tree(media_tree.root, media_tree.root, check_media=True)
+    report = validate_tree(media_tree.metadata_dir, media_tree.root, check_media=True)
     finding = one(report.find("outside_root", rel(infos(media_tree, "image"), media_tree)))
     assert path in finding.values and finding.severity == "error"
     assert not report.ok
-    assert validate_tree(media_tree.root, media_tree.root, check_media=True, allow_outside_root=True).ok
+    assert validate_tree(media_tree.metadata_dir, media_tree.root, check_media=True, allow_outside_root=True).ok
 
 
 @pytest.mark.parametrize("modality, suffix", [("image", ".jpg"), ("points", ".npy")])
@@ -794,4 +794,4 @@ def test_validate_fails_exactly_when_the_builder_refuses(tmp_path, mutation):
     except (EMM1DataError, datasets.exceptions.DatasetGenerationError) as error:
         behind(error)
         builder_ok = False
-    assert validate_tree(tree.root).ok == builder_ok
+    assert validate_tree(tree.metadata_dir).ok == builder_ok

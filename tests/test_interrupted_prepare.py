@@ -90,11 +90,11 @@ def test_killed_preparation_is_rebuilt_completely(tmp_path, config):
                                 num_media=500, num_triplets=60_000, dangling=7, duplicate_groups=5)
     cache_dir = str(tmp_path / "cache")
     batch_size = 1_000
-    written = _kill_mid_way(tree.root, cache_dir, config, batch_size)
+    written = _kill_mid_way(tree.metadata_dir, cache_dir, config, batch_size)
     assert written > 0
 
     # nothing half-written is served: the dataset is not "prepared" after the kill
-    builder = _builder(tree.root, cache_dir, config, batch_size)
+    builder = _builder(tree.metadata_dir, cache_dir, config, batch_size)
     with pytest.raises(FileNotFoundError, match="download_and_prepare"):
         builder.as_dataset(split="train")
 
@@ -104,7 +104,7 @@ def test_killed_preparation_is_rebuilt_completely(tmp_path, config):
         builder.download_and_prepare()
     resumed = builder.as_dataset(split="train")
 
-    fresh_builder = _builder(tree.root, str(tmp_path / "fresh-cache"), config, batch_size)
+    fresh_builder = _builder(tree.metadata_dir, str(tmp_path / "fresh-cache"), config, batch_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fresh_builder.download_and_prepare()

@@ -15,7 +15,7 @@ TODAYS_DATASETS = int(datasets.__version__.split(".")[0]) >= 4
 
 def _builder(tree, hf_cache, config="phase1_nn1", **kwargs):
     kwargs.setdefault("decode", False)
-    return emm1.EMM1(config_name=config, data_dir=tree.root, root_data_path=tree.root, cache_dir=hf_cache, **kwargs)
+    return emm1.EMM1(config_name=config, data_dir=tree.metadata_dir, root_data_path=tree.root, cache_dir=hf_cache, **kwargs)
 
 
 def _prepare(tree, hf_cache, config="phase1_nn1", **kwargs):
@@ -118,12 +118,12 @@ def test_streaming_equals_prepared(sample_tree, hf_cache):
 def test_load_dataset_by_name_after_import(released_tree, hf_cache):
     """Today's datasets: `import emm1` then `load_dataset("emm1", ...)`."""
     ds = datasets.load_dataset(
-        "emm1", "phase1_nn1", data_dir=released_tree.root, root_data_path=released_tree.root,
+        "emm1", "phase1_nn1", data_dir=released_tree.metadata_dir, root_data_path=released_tree.root,
         cache_dir=hf_cache, decode=False, split="train",
     )
     assert len(ds) == released_tree.num_captions
     streamed = datasets.load_dataset(
-        "emm1", "phase1_nn1", data_dir=released_tree.root, root_data_path=released_tree.root,
+        "emm1", "phase1_nn1", data_dir=released_tree.metadata_dir, root_data_path=released_tree.root,
         cache_dir=hf_cache, decode=False, split="train", streaming=True,
     )
     assert next(iter(streamed))["encord_text_id"] == ds[0]["encord_text_id"]
@@ -134,7 +134,7 @@ def test_load_dataset_by_name_after_import(released_tree, hf_cache):
 def test_loading_script_on_datasets_3_6(released_tree, hf_cache, streaming):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "emm1.py")
     ds = datasets.load_dataset(
-        script, "phase1_nn1", data_dir=released_tree.root, root_data_path=released_tree.root,
+        script, "phase1_nn1", data_dir=released_tree.metadata_dir, root_data_path=released_tree.root,
         cache_dir=hf_cache, decode=False, split="train", trust_remote_code=True, streaming=streaming,
     )
     rows = list(ds)
@@ -146,4 +146,4 @@ def test_loading_script_on_datasets_3_6(released_tree, hf_cache, streaming):
 def test_todays_datasets_refuses_the_script_path(released_tree, hf_cache):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "emm1.py")
     with pytest.raises(RuntimeError, match="no longer supported"):
-        datasets.load_dataset(script, "phase1_nn1", data_dir=released_tree.root, cache_dir=hf_cache)
+        datasets.load_dataset(script, "phase1_nn1", data_dir=released_tree.metadata_dir, cache_dir=hf_cache)

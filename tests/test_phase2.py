@@ -19,7 +19,7 @@ MODALITIES = ("image", "audio", "video", "points")
 def _prepare(tree, hf_cache, data_dir=None, **kwargs):
     kwargs.setdefault("decode", False)
     builder = emm1.EMM1(
-        config_name="phase2_triplets", data_dir=data_dir or tree.root, root_data_path=tree.root, cache_dir=hf_cache, **kwargs
+        config_name="phase2_triplets", data_dir=data_dir or tree.metadata_dir, root_data_path=tree.root, cache_dir=hf_cache, **kwargs
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DanglingIdWarning)

@@ -149,7 +149,7 @@ def big_export(tmp_path_factory):
     tree = generate_sample_tree(str(root), num_captions=150_000, num_media=2_000, num_neighbours=1,
                                 num_triplets=8, eshot_categories=2, media=False)
     out = tmp_path_factory.mktemp("big-export") / "repo"
-    export(str(out), tree.root, ["phase1_nn1"], cache_dir=str(tmp_path_factory.mktemp("big-cache")),
+    export(str(out), tree.metadata_dir, ["phase1_nn1"], cache_dir=str(tmp_path_factory.mktemp("big-cache")),
            row_group_rows=5_000, min_files=1)
     [name] = os.listdir(out / "phase1_nn1")
     return str(out), f"phase1_nn1/{name}"
@@ -229,10 +229,10 @@ def _range_length(header: str, size: int) -> int:
 
 def test_builder_streams_from_a_remote_data_dir(released_tree, tmp_path):
     """(b) `as_streaming_dataset` with `data_dir` an http:// URL equals the local prepared split."""
-    local = _quiet_prepare(emm1.EMM1(config_name="phase1_nn2", data_dir=released_tree.root,
+    local = _quiet_prepare(emm1.EMM1(config_name="phase1_nn2", data_dir=released_tree.metadata_dir,
                                      root_data_path=released_tree.root, decode=False,
                                      cache_dir=str(tmp_path / "local")))
-    with serve(released_tree.root) as (url, stats):
+    with serve(released_tree.metadata_dir) as (url, stats):
         builder = emm1.EMM1(config_name="phase1_nn2", data_dir=url, root_data_path=released_tree.root,
                             decode=False, cache_dir=str(tmp_path / "remote"), shard_bytes=256)
         stream = builder.as_streaming_dataset(split="train")

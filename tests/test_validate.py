@@ -38,7 +38,7 @@ def _broken_tree(tmp_path):
 
 
 def test_clean_tree_is_ok_with_media(released_tree):
-    report = validate_tree(released_tree.root, released_tree.root, check_media=True)
+    report = validate_tree(released_tree.metadata_dir, released_tree.root, check_media=True)
     assert report.ok and report.exit_code == 0
     assert [s.name for s in report.splits] == ["phase1", "phase2", "eshot"]
     phase1 = report.split("phase1")
@@ -53,16 +53,16 @@ def test_clean_tree_is_ok_with_media(released_tree):
 
 
 def test_seed_tree_is_ok_with_media(seed_tree):
-    report = validate_tree(seed_tree.root, seed_tree.root, check_media=True)
+    report = validate_tree(seed_tree.metadata_dir, seed_tree.root, check_media=True)
     assert report.ok, report.to_text()
     assert {s.name: s.schema for s in report.splits} == {"phase1": "seed", "phase2": "seed", "eshot": "seed"}
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
     tree = _broken_tree(tmp_path)
-    report = validate_tree(tree.root, tree.root, check_media=True)
+    report = validate_tree(tree.metadata_dir, tree.root, check_media=True)
     assert not report.ok and report.exit_code == 1
-    codes = {(f.code, os.path.relpath(f.file, tree.root)) for f in report.errors}
+    codes = {(f.code, os.path.relpath(f.file, tree.metadata_dir)) for f in report.errors}
     assert ("unsafe_path", "e-mm1_100m/infos/image.csv") in codes
     assert ("not_integer", "e-mm1_100m/infos/audio.csv") in codes
     assert ("ragged_row", "e-mm1_100m/infos/video.csv") in codes
@@ -94,7 +94,7 @@ def test_dangling_ids_are_all_listed(tmp_path):
 
 
 def test_missing_media_and_folder_override(released_tree, tmp_path):
-    report = validate_tree(released_tree.root, released_tree.root, check_media=True, media_folders={"audio": "video"},
+    report = validate_tree(released_tree.metadata_dir, released_tree.root, check_media=True, media_folders={"audio": "video"},
                            modalities=["audio"])
     assert not report.ok
     stats = report.split("phase1").modalities["audio"]
@@ -111,10 +111,10 @@ def test_no_metadata_is_an_error(tmp_path):
 
 def test_check_media_needs_a_root(released_tree, monkeypatch):
     monkeypatch.delenv("ROOT_DATA_PATH", raising=False)
-    report = validate_tree(released_tree.root, check_media=True)
+    report = validate_tree(released_tree.metadata_dir, check_media=True)
     assert [f.code for f in report.errors] == ["no_media_root"]
     monkeypatch.setenv("ROOT_DATA_PATH", released_tree.root)
-    assert validate_tree(released_tree.root, check_media=True).ok
+    assert validate_tree(released_tree.metadata_dir, check_media=True).ok
 
 
 def test_bad_arguments():
@@ -127,8 +127,8 @@ def test_bad_arguments():
 def test_small_shards_give_the_same_report(tmp_path):
     tree = generate_sample_tree(str(tmp_path / "t"), media=False, num_neighbours=1, num_captions=300, dangling=5,
                                 duplicate_groups=3)
-    whole = validate_tree(tree.root).to_dict()
-    sharded = validate_tree(tree.root, shard_bytes=512).to_dict()
+    whole = validate_tree(tree.metadata_dir).to_dict()
+    sharded = validate_tree(tree.metadata_dir, shard_bytes=512).to_dict()
     assert whole == sharded
     phase1 = [s for s in whole["splits"] if s["name"] == "phase1"][0]
     assert list(phase1["duplicate_rows"].values()) == [3]
@@ -138,7 +138,7 @@ def test_bad_grouping_shard_is_diagnosed_over_the_whole_file(tmp_path):
     tree = generate_sample_tree(str(tmp_path / "t"), media=False, num_neighbours=1, num_captions=300)
     path = os.path.join(tree.phase1_dir, "nn_1", "data_groups.csv")
     _set_line(path, 250, lambda l: l.replace(b",", b",x", 1))
-    report = validate_tree(tree.root, shard_bytes=1024)
+    report = validate_tree(tree.metadata_dir, shard_bytes=1024)
     [finding] = report.find("not_integer", "nn_1/data_groups.csv")
     assert finding.lines == [250]
     assert report.split("phase1").tables[path] == 299  # the other rows were all checked
@@ -163,18 +163,18 @@ def test_seed_eshot_media_are_found_by_id_as_the_builder_finds_them(tmp_path):
 
 
 def test_cli_text_and_exit_status(released_tree, tmp_path, capsys):
-    assert emm1_cli.main(["validate", released_tree.root, "--root-data-path", released_tree.root, "--check-media"]) == 0
+    assert emm1_cli.main(["validate", released_tree.metadata_dir, "--root-data-path", released_tree.root, "--check-media"]) == 0
     out = capsys.readouterr().out
     assert "phase1:" in out and "OK: 0 error(s)" in out and "missing_media" in out
     tree = _broken_tree(tmp_path)
-    assert emm1_cli.main(["validate", tree.root]) == 1
+    assert emm1_cli.main(["validate", tree.metadata_dir]) == 1
     out = capsys.readouterr().out
     assert "FAILED:" in out and "[unsafe_path] e-mm1_100m/infos/image.csv line 5: 1 unsafe file_name" in out
 
 
 def test_cli_json(tmp_path, capsys):
     tree = _broken_tree(tmp_path)
-    code = emm1_cli.main(["validate", tree.root, "--json", "--check-media", "--root-data-path", tree.root,
+    code = emm1_cli.main(["validate", tree.metadata_dir, "--json", "--check-media", "--root-data-path", tree.root,
                           "--media-folder", "audio=audio", "--workers", "2"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and report["ok"] is False and report["num_errors"] == len(
@@ -229,7 +229,7 @@ def test_unclosed_quote_and_other_bad_lines_are_each_reported_once(tmp_path):
     path = os.path.join(tree.phase1_dir, "infos", "text.csv")
     _set_line(path, 3, lambda l: b"abc" + l[l.index(b","):])  # an id that is no integer
     _set_line(path, 8, lambda l: l + b' "never closed')  # the rest of the file merges into one caption
-    report = validate_tree(tree.root)
+    report = validate_tree(tree.metadata_dir)
     assert report.exit_code == 1
     found = {(f.code, tuple(f.lines)) for f in report.find(file="e-mm1_100m/infos/text.csv", severity="error")}
     assert found == {("not_integer", (3,)), ("unbalanced_quote", (8,))}, report.to_text()

@@ -9,6 +9,9 @@ from typing import List
 import datasets
 import datasets.builder
 
+from emm1_lib.errors import EMM1DataError
+from emm1_lib.io.fs import is_remote
+
 # datasets ≥ 4 keys Arrow tables with `Key(shard, batch)`; 3.6 with any hashable, by convention a string.
 _Key = getattr(datasets.builder, "Key", None)
 
@@ -45,16 +48,87 @@ def prepared_data_sources(module_file: str) -> List[str]:
     return sources
 
 
+# Names registered by `register_builder_module`: `load_dataset(name)` builds them without data-file discovery.
+_DIRECT_BUILDERS = set()
+
+
 def register_builder_module(name: str, module_name: str, module_file: str) -> None:
     """Make `datasets.load_dataset(name, ...)` use the builder of an imported module.
 
     Today's `datasets` runs no scripts but resolves names of packaged modules first, so an
     imported builder module is registered as one. The hash (the cache key of prepared data)
     covers the module and the layers it is built from, so editing them invalidates old caches.
+
+    A packaged module is normally given the files under `data_dir` (every file below it is
+    listed, media included: minutes for a real media root). These builders find their own files
+    from `data_dir`, so `load_dataset` is made to skip that discovery for the names registered here.
     """
     from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 
     _PACKAGED_DATASETS_MODULES[name] = (module_name, _hash_source_files(prepared_data_sources(module_file)))
+    _DIRECT_BUILDERS.add(name)
+    _install_direct_module_factory()
+
+
+def _install_direct_module_factory() -> None:
+    """Give the registered names a module factory that lists no files (datasets 3.6 and 4/5 alike).
+
+    `dataset_module_factory` looks the factory of packaged modules up by name in `datasets.load`
+    at each call, so a subclass put there serves our names and hands every other name to the
+    original. Were the class ever gone, `load_dataset` would still work, only with the listing.
+    """
+    import datasets.load as load
+
+    original = getattr(load, "PackagedDatasetModuleFactory", None)
+    if original is None or getattr(original, "serves_direct_builders", False):
+        return
+
+    class DirectBuilderModuleFactory(original):
+        serves_direct_builders = True
+
+        def get_module(self):
+            if self.name not in _DIRECT_BUILDERS:
+                return super().get_module()
+            from datasets.data_files import DataFilesDict
+            from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+            module_path, module_hash = _PACKAGED_DATASETS_MODULES[self.name]
+            # load_dataset_builder refuses a packaged module given no data files at all, so an empty set
+            # stands for "none"; the builder drops it (and refuses files a user passes: they would be unused).
+            data_files = DataFilesDict() if self.data_files is None else self.data_files
+            return load.DatasetModule(module_path, module_hash, {"data_files": data_files, "dataset_name": self.name})
+
+    load.PackagedDatasetModuleFactory = DirectBuilderModuleFactory
+
+
+def builder_kwargs(name: str, kwargs: dict) -> dict:
+    """The keyword arguments a builder passes on to `DatasetBuilder.__init__`.
+
+    `data_files` is refused when it names files (the builders read what `data_dir` holds, so they
+    would be ignored) and dropped when empty (what `load_dataset` passes), so both routes give the
+    same config and the same cache. `root_data_path` defaults to `$ROOT_DATA_PATH`.
+    """
+    data_files = kwargs.pop("data_files", None)
+    if data_files:
+        raise ValueError(
+            f"{name}: data_files={data_files!r} is not used: the builder finds its files in data_dir. "
+            "Pass data_dir= the metadata folder instead."
+        )
+    return root_from_environment(kwargs)
+
+
+def check_data_dir_exists(data_dir: str, what: str, hint: str) -> None:
+    """Raise `EMM1DataError` naming a local `data_dir` that does not exist or is no folder (URLs are not probed).
+
+    `what` starts the message (e.g. "config phase1_nn1: data_dir"), `hint` ends it (what to pass instead).
+    """
+    if is_remote(data_dir):
+        return
+    path = os.path.abspath(os.path.expanduser(data_dir[len("file://"):] if data_dir.startswith("file://") else data_dir))
+    if not os.path.exists(path):
+        raise EMM1DataError(f"{what} {path} does not exist. {hint}")
+    if not os.path.isdir(path):
+        raise EMM1DataError(f"{what} {path} is a file, not a folder. {hint}")
 
 
 def root_from_environment(config_kwargs: dict) -> dict:

@@ -11,6 +11,8 @@ Usage (`datasets` 3.6): `datasets.load_dataset("path/to/emm1.py", "phase1_nn1", 
 The metadata CSVs of both schema generations (the seed draft and the release) are accepted.
 """
 import os
+import shutil
+import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ import pyarrow.compute as pc
 from datasets.table import cast_table_to_features
 
 from emm1_lib.io.column_store import writable_folder
-from emm1_lib.builders.compat import root_from_environment
+from emm1_lib.builders.compat import builder_kwargs
+from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import table_key
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
@@ -85,6 +88,7 @@ class EMM1Config(datasets.BuilderConfig):
             `root_data_path`; True allows them (your own links to another disk).
         media_options (`dict[str, dict]`): per-modality options of the media features, e.g.
             `{"points": {"num_points": 2048, "normalize": True}, "audio": {"sampling_rate": 16000}}`.
+            A key that is no modality, or an unknown option name, is an error.
         annotations (`list`, *optional*): phase 2 only: keep triplets with these labels, given as names
             (`"Good Match"`) or codes (`1`).
         batch_size (`int`): rows per Arrow table built and written at a time (bounds memory).
@@ -158,8 +162,26 @@ def _check_modalities(config: EMM1Config) -> List[str]:
     unknown_folders = [m for m in config.media_folders if m not in MODALITIES]
     if unknown_folders:
         raise ValueError(f"{config.name}: media_folders has unknown modalities {unknown_folders}.")
+    check_media_options(config.name, config.media_options, MODALITIES)
     check_on_missing_media(config.on_missing_media)
     return [m for m in MODALITIES if m in config.modalities]  # canonical order
+
+
+def check_media_options(config_name: str, media_options: Dict[str, dict], modalities: Sequence[str]) -> None:
+    """`media_options` is `{modality: {option: value}}`: a key that is no modality, or unknown option names, are errors.
+
+    Options of a modality that the config does not load are checked too: nothing given is silently ignored.
+    """
+    unknown = [key for key in media_options if key not in modalities]
+    if unknown:
+        raise ValueError(
+            f"{config_name}: media_options has unknown modalities {unknown}; the keys are modalities, "
+            f"from {list(modalities)}, e.g. {{'points': {{'num_points': 2048}}}}."
+        )
+    for modality, options in media_options.items():
+        if not isinstance(options, dict):
+            raise ValueError(f"{config_name}: media_options[{modality!r}] must be a dict of options, got {options!r}.")
+        media_feature(modality, **options)  # raises naming the options this modality accepts
 
 
 class EMM1(datasets.ArrowBasedBuilder):
@@ -180,7 +202,7 @@ class EMM1(datasets.ArrowBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 100_000
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **root_from_environment(kwargs))
+        super().__init__(*args, **builder_kwargs("emm1", kwargs))
 
     def __getstate__(self):
         # Infos tables are loaded lazily in each worker; never ship them through pickle.
@@ -221,7 +243,9 @@ class EMM1(datasets.ArrowBasedBuilder):
                     "encord_annotated_id": datasets.Value("int64"),
                     "paired_file_path": datasets.Value("string"),
                     "annotated_file_path": datasets.Value("string"),
-                    "annotation": datasets.ClassLabel(names=self._annotation_labels()),
+                    # The names come from annotation_mapping.csv: _split_generators sets them (no file is read
+                    # here, where the builder is made); until then, the documented defaults.
+                    "annotation": datasets.ClassLabel(names=list(DEFAULT_ANNOTATION_LABELS.values())),
                 }
             )
             for m in modalities:
@@ -233,10 +257,6 @@ class EMM1(datasets.ArrowBasedBuilder):
             license=_LICENSE,
             citation=EMM1_CITATION,
         )
-
-    def _annotation_labels(self) -> List[str]:
-        """Label names ordered by annotation code (ClassLabel index i is the i-th code)."""
-        return list(self._annotation_mapping(self._phase2_dir(required=False)).values())
 
     def _annotation_mapping(self, split_dir: Optional[str]) -> Dict[int, str]:
         """`{code: label}` from `annotation_mapping.csv`, or the documented defaults when it is absent."""
@@ -257,22 +277,19 @@ class EMM1(datasets.ArrowBasedBuilder):
         return normalize_root(root)
 
     def _data_dir(self) -> str:
+        if self.config.is_phase1:
+            marker, folders = f"nn_{self.config.nn_index or 1}/data_groups.csv", PHASE1_FOLDERS
+        else:
+            marker, folders = "triplets.csv", PHASE2_FOLDERS
+        hint = (f"Pass data_dir= the E-MM1 metadata folder holding {marker} ({' or '.join(folders)}), "
+                "or a parent holding it.")
         if not self.config.data_dir:
-            raise ValueError(
-                f"{self.config.name}: no data_dir. Pass data_dir= the E-MM1 metadata folder "
-                f"({' / '.join(PHASE1_FOLDERS + PHASE2_FOLDERS)}, or a parent holding them)."
-            )
+            raise ValueError(f"{self.config.name}: no data_dir. {hint}")
+        check_data_dir_exists(self.config.data_dir, f"config {self.config.name}: data_dir", hint)
         return self.config.data_dir
 
-    def _phase2_dir(self, required: bool = True) -> Optional[str]:
-        if not required and not self.config.data_dir:
-            return None
-        try:
-            return find_split_dir(self._data_dir(), PHASE2_FOLDERS, "triplets.csv", f"config {self.config.name}")
-        except EMM1DataError:
-            if required:
-                raise
-            return None
+    def _phase2_dir(self) -> str:
+        return find_split_dir(self._data_dir(), PHASE2_FOLDERS, "triplets.csv", f"config {self.config.name}")
 
     def _folder(self, modality: str) -> str:
         return self.config.media_folders.get(modality, modality)
@@ -307,32 +324,65 @@ class EMM1(datasets.ArrowBasedBuilder):
         return text, media
 
     def _spill_folder(self) -> Optional[str]:
-        """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory)."""
+        """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory).
+
+        `<cache>/emm1-tmp/`, or while a preparation runs its own subfolder there (see `_prepare_split`).
+        """
+        if getattr(self, "_preparation_folder", None):
+            return self._preparation_folder
+        return self._scratch_root()
+
+    def _scratch_root(self) -> Optional[str]:
         cache_root = getattr(self, "_cache_dir_root", None)
         if not cache_root or is_remote(cache_root):
             return None
         return writable_folder(os.path.join(cache_root, "emm1-tmp"))
 
+    def _close_infos(self) -> None:
+        """Drop the infos tables and delete the captions' file now (not when, or if, the builder is collected)."""
+        text, _ = next(iter(self.__dict__.pop("_infos_cache", {}).values()), (None, None))
+        close = getattr(getattr(text, "captions", None), "close", None)
+        if close is not None:
+            close()  # deletes the file only in the process that wrote it
+
     def _prepare_split(self, split_generator, *args, **kwargs):
         if (kwargs.get("num_proc") or 1) > 1:
             # Each worker reads the infos itself (they are not pickled): the parent's copy, loaded for
             # ClassLabel names, would only add a third copy to the machine's memory.
-            self.__dict__.pop("_infos_cache", None)
+            self._close_infos()
+        # The captions' files of this preparation (one per num_proc worker) go to a folder of its own, removed
+        # at the end whatever happens: a failing job makes the pool terminate the other workers (SIGTERM), which
+        # then cannot delete their files themselves.
+        scratch_root = self._scratch_root()
+        self._preparation_folder = tempfile.mkdtemp(prefix="prepare-", dir=scratch_root) if scratch_root else None
         try:
             return super()._prepare_split(split_generator, *args, **kwargs)
         finally:
             # Prepared (or failed): the infos tables and the captions' file are not needed any more.
             # (Streaming keeps them between iterations: an epoch would otherwise read them again.)
-            self.__dict__.pop("_infos_cache", None)
+            self._close_infos()
+            if self._preparation_folder:
+                shutil.rmtree(self._preparation_folder, ignore_errors=True)
+            self._preparation_folder = None
+
+    def _prepare_split_single(self, *args, **kwargs):
+        # A job of a preparation; with num_proc, in a pool worker, which the pool ends with SIGTERM: the
+        # worker's captions file is deleted when its job ends, not left to exit hooks that do not run.
+        try:
+            yield from super()._prepare_split_single(*args, **kwargs)
+        finally:
+            self._close_infos()
 
     # -- splits -------------------------------------------------------------------------------
 
     def _split_generators(self, dl_manager):
         modalities = _check_modalities(self.config)
-        self._root()  # fail before any work when the media root is unknown
+        self._data_dir()  # fail before any work when the metadata folder is not given or absent
+        self._root()  # or when the media root is unknown
         if not self.config.is_phase1:
             split_dir = self._phase2_dir()
             _require_rows(join(split_dir, "triplets.csv"))
+            self._set_annotation_labels(split_dir)
             if self.config.annotations:  # a bad filter value fails here, before any data is read
                 annotation_codes_for(self.config.annotations, list(self._annotation_mapping(split_dir)), self.info.features["annotation"].names)
             return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"split_dir": split_dir})]
@@ -360,6 +410,15 @@ class EMM1(datasets.ArrowBasedBuilder):
                 gen_kwargs={"split_dir": split_dir, "headers": headers, "shards": shards},
             )
         ]
+
+    def _set_annotation_labels(self, split_dir: str) -> None:
+        """Name the `annotation` ClassLabel after annotation_mapping.csv, ordered by code (index i is the i-th code).
+
+        Set here rather than in `_info`, like the provenance labels below, so making a builder reads no file.
+        """
+        features = dict(self.info.features)
+        features["annotation"] = datasets.ClassLabel(names=list(self._annotation_mapping(split_dir).values()))
+        self.info.features = datasets.Features(features)
 
     def _set_provenance_labels(self, media: Dict[str, MediaInfo]) -> None:
         """Make the provenance columns ClassLabels named by the infos tables' distinct values.

@@ -29,7 +29,8 @@ import datasets
 import pyarrow as pa
 from datasets.table import cast_table_to_features
 
-from emm1_lib.builders.compat import root_from_environment
+from emm1_lib.builders.compat import builder_kwargs
+from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import table_key
 from emm1_lib.errors import raise_first
 from emm1_lib.schema.eshot_files import CATEGORY_FILES
@@ -73,7 +74,9 @@ class EShotConfig(datasets.BuilderConfig):
         on_missing_media (`str`): `"error"` (default) raises naming the file when a media file is missing at decode
             time; `"null"` decodes it to None.
         media_options (`dict`): options of this modality's media feature, e.g. `{"num_points": 2048,
-            "normalize": True}` for points or `{"sampling_rate": 16000}` for audio.
+            "normalize": True}` for points or `{"sampling_rate": 16000}` for audio; or, as for E-MM1, options per
+            modality, `{"audio": {"sampling_rate": 16000}, "points": {"num_points": 2048}}` (one dict serves both
+            configs). Unknown modalities and option names are errors.
         allow_outside_root (`bool`): decoding refuses local media that resolve (through symlinks) outside the
             media root; True allows them (your own links to another disk).
     """
@@ -98,7 +101,7 @@ class EShot(datasets.ArrowBasedBuilder):
     DEFAULT_CONFIG_NAME = "eshot_audio"
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **root_from_environment(kwargs))
+        super().__init__(*args, **builder_kwargs("eshot", kwargs))
 
     def _check_config(self) -> str:
         modality = self.config.modality
@@ -108,35 +111,65 @@ class EShot(datasets.ArrowBasedBuilder):
         if unknown:
             raise ValueError(f"{self.config.name}: media_folders has unknown modalities {unknown}.")
         check_on_missing_media(self.config.on_missing_media)
+        self._media_options()
         return modality
 
-    def _eshot_dir(self) -> str:
-        if not self.config.data_dir:
+    def _media_options(self) -> Dict[str, object]:
+        """This config's media feature options: `media_options` itself, or its entry for this modality.
+
+        Both forms are accepted, `{"num_points": 2048}` and E-MM1's per-modality `{"points": {"num_points": 2048}}`
+        (one dict for both configs); in the second, a key that is no EShot modality is an error.
+        """
+        options = dict(self.config.media_options or {})
+        if not any(isinstance(value, dict) or key in ESHOT_MODALITIES for key, value in options.items()):
+            return options  # option names are checked by the media feature
+        unknown = [key for key in options if key not in ESHOT_MODALITIES]
+        if unknown:
             raise ValueError(
-                f"{self.config.name}: no data_dir. Pass data_dir= the eshot/ folder (holding "
-                f"{CATEGORY_FILES['audio']}, {CATEGORY_FILES['points']} and the info CSVs) or a parent holding it."
+                f"{self.config.name}: media_options has unknown modalities {unknown}; give options per modality "
+                f"with keys from {list(ESHOT_MODALITIES)}, or this modality's options alone, e.g. "
+                "{'num_points': 2048}."
             )
+        not_dicts = [key for key, value in options.items() if not isinstance(value, dict)]
+        if not_dicts:
+            raise ValueError(f"{self.config.name}: media_options[{not_dicts[0]!r}] must be a dict of options.")
+        for modality, modality_options in options.items():
+            media_feature(modality, **modality_options)  # the other config's options are checked as well
+        return dict(options.get(self.config.modality, {}))
+
+    def _eshot_dir(self) -> str:
+        hint = (f"Pass data_dir= the eshot/ folder (holding {CATEGORY_FILES['audio']}, {CATEGORY_FILES['points']} "
+                "and the info CSVs) or a parent holding it.")
+        if not self.config.data_dir:
+            raise ValueError(f"{self.config.name}: no data_dir. {hint}")
+        check_data_dir_exists(self.config.data_dir, f"{self.config.name}: data_dir", hint)
         return find_eshot_dir(self.config.data_dir)
 
-    def _media_root(self) -> str:
-        """`root_data_path` (or `$ROOT_DATA_PATH`), else the folder holding `eshot/` (seed media live inside it)."""
+    def _media_root(self, eshot_dir: str) -> str:
+        """`root_data_path` (or `$ROOT_DATA_PATH`), else the folder holding `eshot/` (the released layout)."""
         root = self.config.root_data_path
-        return normalize_root(root) if root else parent_dir(self._eshot_dir())
+        return normalize_root(root) if root else parent_dir(eshot_dir)
+
+    def _media_feature(self, media_root: Optional[str]):
+        return media_feature(
+            self.config.modality,
+            decode=self.config.decode,
+            on_missing_media=self.config.on_missing_media,
+            media_root=None if self.config.allow_outside_root else media_root,
+            **self._media_options(),
+        )
 
     def _info(self) -> datasets.DatasetInfo:
+        # No file is read here (datasets calls _info when the builder is made, before any data is asked for):
+        # the category names and the media root come from the data, so _split_generators sets them.
         modality = self._check_config()
         id_column = ID_COLUMNS[modality]
+        root = self.config.root_data_path
         features = {
             id_column: datasets.Value("int64"),
-            "category": datasets.ClassLabel(names=read_categories(self._eshot_dir())),
+            "category": datasets.ClassLabel(names=[]),
             f"{modality}_file_path": datasets.Value("string"),
-            modality: media_feature(
-                modality,
-                decode=self.config.decode,
-                on_missing_media=self.config.on_missing_media,
-                media_root=None if self.config.allow_outside_root else self._media_root(),
-                **dict(self.config.media_options),
-            ),
+            modality: self._media_feature(normalize_root(root) if root else None),
         }
         if modality == "audio":
             features.update(
@@ -159,17 +192,25 @@ class EShot(datasets.ArrowBasedBuilder):
     def _split_generators(self, dl_manager):
         modality = self._check_config()
         eshot_dir = self._eshot_dir()
+        categories = read_categories(eshot_dir)
         # Read and check the (small) metadata and media paths here, so a data error surfaces as itself (not wrapped
         # in a generation error) before any generation.
-        rows, schema = labelled_rows(eshot_dir, modality, self.info.features["category"].names)
+        rows, schema = labelled_rows(eshot_dir, modality, categories)
         paths = self._media_paths(rows, schema, eshot_dir)
+        # Set here, as the packaged Parquet builder sets its features: prepared data (and its cached info),
+        # streaming and its workers all see them, since this runs before any of them. Seed media live in the
+        # eshot/ folder itself, so that folder is their root.
+        features = dict(self.info.features)
+        features["category"] = datasets.ClassLabel(names=categories)
+        features[modality] = self._media_feature(self._media_root(eshot_dir) if schema == "released" else eshot_dir)
+        self.info.features = datasets.Features(features)
         return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={"rows": rows, "paths": paths})]
 
     def _media_paths(self, rows: pa.Table, schema: str, eshot_dir: str) -> pa.Array:
         modality = self.config.modality
         if schema == "released":
             folder = self.config.media_folders.get(modality, RELEASED_MEDIA_FOLDERS[modality])
-            root = self._media_root()
+            root = self._media_root(eshot_dir)
             save_folder = rows["save_folder"].combine_chunks()
             return join_media_paths(root, save_folder, folder, rows["file_name"].combine_chunks())
         paths, violations = seed_media_paths(eshot_dir, modality, rows[ID_COLUMNS[modality]],

@@ -8,7 +8,9 @@ pages for milliseconds instead of for the whole preparation. The page cache keep
 keeps the CSV: memory the kernel reclaims at will, not the process's. `InMemoryColumn` is the same
 gather over chunks held in memory (no writable local folder, e.g. streaming on a read-only machine).
 """
+import multiprocessing.util
 import os
+import sys
 import tempfile
 import weakref
 from typing import Callable, Iterable, Optional
@@ -67,15 +69,19 @@ class InMemoryColumn:
 class MappedColumn:
     """A column in an Arrow IPC file (one record batch per written chunk), mapped a gather at a time.
 
-    The file is private to this object: created in `folder`, deleted when the object is collected
-    or the interpreter exits.
+    The file is private to this object and to the process that wrote it: created in `folder`,
+    deleted on `close()`, when the object is collected, or when that process ends, whichever comes
+    first. A process ends without atexit handlers when it is a `multiprocessing` worker (a torch
+    DataLoader's, a `num_proc` pool's): their own exit hooks delete the file then. A forked child
+    that inherits the object may read the file but never deletes it.
     """
 
     def __init__(self, path: str, value_type: pa.DataType, bounds: np.ndarray):
         self.path = path
         self.type = value_type
         self._bounds = bounds
-        self._remove = weakref.finalize(self, _remove_file, path)
+        self._remove = weakref.finalize(self, _remove_own_file, path, os.getpid())
+        _remove_at_worker_exit(self, self._remove)
 
     @classmethod
     def write(cls, chunks: Iterable[pa.Array], value_type: pa.DataType, folder: str,
@@ -113,6 +119,25 @@ def _remove_file(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def _remove_own_file(path: str, owner_pid: int) -> None:
+    """Delete `path` if this process wrote it: a forked child's copy of the object must not delete its parent's file."""
+    if os.getpid() == owner_pid:
+        _remove_file(path)
+
+
+# Worker processes of the standard library's `multiprocessing` and of its `multiprocess` fork (used by
+# datasets' num_proc) end with os._exit after running their own exit finalizers, not atexit handlers.
+_MULTIPROCESSING_UTILS = ("multiprocessing.util", "multiprocess.util")
+
+
+def _remove_at_worker_exit(owner: object, remove: Callable[[], None]) -> None:
+    """Run `remove` when this process ends as a multiprocessing worker (or `owner` is collected first)."""
+    for name in _MULTIPROCESSING_UTILS:
+        util = multiprocessing.util if name == "multiprocessing.util" else sys.modules.get(name)
+        if util is not None:
+            util.Finalize(owner, remove, exitpriority=0)
 
 
 def writable_folder(folder: Optional[str]) -> Optional[str]:

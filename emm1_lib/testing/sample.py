@@ -1,8 +1,14 @@
 """Generate an E-MM1 tree: schema-faithful metadata CSVs of either generation plus small real media.
 
-The layout matches UPSTREAM.md: metadata folders (`e-mm1_100m/`, `e-mm1_1m/`, `eshot/` for the
-released schema; `encord_phase_1_dataset/`, `encord_phase_2_dataset/`, `eshot/` for the seed
-draft) beside the media folders `{save_folder}/{modality}/{file_name}` under one root. Columns are
+The layout keeps metadata and media apart, as the upstream download does:
+
+    OUT/metadata/   e-mm1_100m/, e-mm1_1m/, eshot/ (released schema) or
+                    encord_phase_1_dataset/, encord_phase_2_dataset/, eshot/ (seed draft)
+    OUT/media/      the media root (`root_data_path`): {save_folder}/{modality}/{file_name},
+                    released EShot media at eshot/{audio,points}/{file_name}
+
+The seed draft's EShot media stay inside the metadata folder (`eshot/audio/`, `eshot/point-clouds/`),
+named by id, as the draft describes. Columns are
 built with numpy and written by pyarrow, so a full-size tree (6.7 M captions) takes seconds,
 deterministic by seed. Media files are real (JPEG/PNG, WAV/FLAC/MP4-AAC, MP4 video, OpenShape
 `.npy`, PLY) and can be skipped for metadata-only trees.
@@ -44,7 +50,11 @@ _WORDS = ("a", "dog", "red", "car", "piano", "playing", "loud", "small", "bird",
 
 @dataclass
 class SampleTree:
-    """Where a generated tree lives. `root` is the media root (`root_data_path`)."""
+    """Where a generated tree lives.
+
+    `root` is the media root (`root_data_path`, `OUT/media`); `metadata_dir` (`OUT/metadata`) holds
+    the metadata folders (`phase1_dir`, `phase2_dir`, `eshot_dir`): the `data_dir` of the builders.
+    """
 
     root: str
     schema: str
@@ -55,6 +65,7 @@ class SampleTree:
     dangling: int
     duplicate_groups: int
     media_files: List[str] = field(default_factory=list)
+    metadata_dir: str = ""
 
 
 def _write_csv(table: pa.Table, path: str) -> None:
@@ -182,9 +193,9 @@ def _write_triplets(rng, out: str, schema: str, text: pa.Table, infos: Dict[str,
     _write_csv(mapping, os.path.join(out, "annotation_mapping.csv"))
 
 
-def _write_eshot(rng, root: str, schema: str, num_categories: int, per_category: int, media: bool, seed: int,
-                 written: List[str], formats) -> str:
-    out = os.path.join(root, "eshot")
+def _write_eshot(rng, metadata_dir: str, media_root: str, schema: str, num_categories: int, per_category: int,
+                 media: bool, seed: int, written: List[str], formats) -> str:
+    out = os.path.join(metadata_dir, "eshot")
     categories = list(ESHOT_CATEGORIES[:num_categories])
     n = num_categories * per_category
     audio_ids = np.arange(n, dtype=np.int64)
@@ -210,7 +221,8 @@ def _write_eshot(rng, root: str, schema: str, num_categories: int, per_category:
         audio.update({"file_name": audio_names, "save_folder": pa.array(["eshot"] * n)})
         points.update({"file_id": pc.binary_join_element_wise("objaverse", pc.cast(pa.array(point_ids), pa.string()), "_"),
                        "file_name": point_names, "save_folder": pa.array(["eshot"] * len(point_ids))})
-        audio_dir, points_dir = os.path.join(out, "audio"), os.path.join(out, "points")
+        # the released example's ROOT/eshot/{audio,points}/file_name, ROOT being the media root
+        audio_dir, points_dir = os.path.join(media_root, "eshot", "audio"), os.path.join(media_root, "eshot", "points")
     else:
         points["object_id"] = pc.binary_join_element_wise("objaverse", pc.cast(pa.array(point_ids), pa.string()), "_")
         audio_dir, points_dir = os.path.join(out, "audio"), os.path.join(out, "point-clouds")
@@ -243,7 +255,9 @@ def generate_sample_tree(
     duplicate_groups: int = 0,
     formats: Optional[Dict[str, Tuple[str, ...]]] = None,
 ) -> SampleTree:
-    """Write an E-MM1 tree under `out_dir` (the media root) and return where its parts are.
+    """Write an E-MM1 tree under `out_dir` and return where its parts are.
+
+    Metadata go to `out_dir/metadata/`, media to the media root `out_dir/media/` (see the module docstring).
 
     Args:
         schema: "released" (`e-mm1_100m/`, `e-mm1_1m/`, provenance columns, `paired_modality`…) or
@@ -263,9 +277,10 @@ def generate_sample_tree(
         raise ValueError(f"schema={schema!r}; choose from {SCHEMAS}.")
     rng = np.random.default_rng(seed)
     formats = {**DEFAULT_FORMATS, **(formats or {})}
-    root = os.path.abspath(out_dir)
+    metadata_dir = os.path.join(os.path.abspath(out_dir), "metadata")
+    root = os.path.join(os.path.abspath(out_dir), "media")
     names = {"released": ("e-mm1_100m", "e-mm1_1m"), "seed": ("encord_phase_1_dataset", "encord_phase_2_dataset")}[schema]
-    phase_dirs = [os.path.join(root, name) for name in names]
+    phase_dirs = [os.path.join(metadata_dir, name) for name in names]
     written: List[str] = []
     for phase, phase_dir, id_start in (("phase1", phase_dirs[0], 1), ("phase2", phase_dirs[1], 10**6)):
         n_text = num_captions if phase == "phase1" else max(4, num_captions // 2)
@@ -283,6 +298,7 @@ def generate_sample_tree(
             _write_phase1(rng, phase_dir, schema, text, infos, num_neighbours, dangling, duplicate_groups)
         else:
             _write_triplets(rng, phase_dir, schema, text, infos, num_triplets, dangling, duplicate_groups)
-    eshot_dir = _write_eshot(rng, root, schema, eshot_categories, eshot_per_category, media, seed, written, formats)
+    eshot_dir = _write_eshot(rng, metadata_dir, root, schema, eshot_categories, eshot_per_category, media, seed,
+                             written, formats)
     return SampleTree(root, schema, phase_dirs[0], phase_dirs[1], eshot_dir, num_captions, dangling,
-                      duplicate_groups, written)
+                      duplicate_groups, written, metadata_dir)

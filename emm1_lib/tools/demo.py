@@ -17,18 +17,29 @@ _SHOWN_COLUMNS = {
 }
 
 
+# The marker's content: a tree of another layout (an older demo's) is generated again.
+_SAMPLE_LAYOUT = "metadata/ + media/"
+
+
 def ensure_sample_tree(cache_dir: str, schema: str) -> str:
-    """The sample tree under `cache_dir`, generated once (atomically: a half-written tree is never reused)."""
-    root = os.path.join(cache_dir, f"sample-{schema}")
-    if os.path.exists(os.path.join(root, ".complete")):
-        return root
+    """The sample tree's folder under `cache_dir` (metadata in `metadata/`, media in `media/`), generated once.
+
+    Generated atomically: a half-written tree is never reused.
+    """
+    out = os.path.join(cache_dir, f"sample-{schema}")
+    marker = os.path.join(out, ".complete")
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            if f.read() == _SAMPLE_LAYOUT:
+                return out
     os.makedirs(cache_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".sample-{schema}-", dir=cache_dir)
     generate_sample_tree(staging, schema=schema)
-    open(os.path.join(staging, ".complete"), "w").close()
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(staging, root)
-    return root
+    with open(os.path.join(staging, ".complete"), "w", encoding="utf-8") as f:
+        f.write(_SAMPLE_LAYOUT)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    return out
 
 
 def describe(value: Any) -> str:
@@ -49,19 +60,26 @@ def describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _builders(data_root: str, eshot_dir: str) -> List[Tuple[str, Any, str, str]]:
-    """(module, builder class, config name, data_dir) of every config of both builders."""
+def _builders() -> List[Tuple[str, Any, str]]:
+    """(module, builder class, config name) of every config of both builders."""
     return [
-        (module_name, builder_cls, config.name, data_dir)
-        for module_name, builder_cls, data_dir in (("emm1", EMM1, data_root), ("eshot", EShot, eshot_dir))
+        (module_name, builder_cls, config.name)
+        for module_name, builder_cls in (("emm1", EMM1), ("eshot", EShot))
         for config in builder_cls.BUILDER_CONFIGS
     ]
+
+
+def load_dataset_call(module_name: str, config_name: str, split: str, data_dir: str, root_data_path: str,
+                      cache_dir: str) -> str:
+    """The `datasets.load_dataset(...)` line that loads a config of the sample (after `import {module_name}`)."""
+    return (f"ds = datasets.load_dataset({module_name!r}, {config_name!r}, data_dir={data_dir!r}, "
+            f"root_data_path={root_data_path!r}, cache_dir={cache_dir!r}, split={split!r})")
 
 
 def _print_rows(name: str, dataset, rows: int, data_root: str) -> None:
     kind = "eshot" if name.startswith("eshot") else name.split("_")[0]
     columns = [c for c in _SHOWN_COLUMNS[kind] if c in dataset.column_names]
-    print(f"\n{name}: first {min(rows, len(dataset))} rows ({', '.join(columns)}; paths relative to the root)")
+    print(f"\n{name}: first {min(rows, len(dataset))} rows ({', '.join(columns)}; paths relative to {data_root})")
     for row in dataset.select_columns(columns).select(range(min(rows, len(dataset)))):
         values = []
         for column in columns:
@@ -106,13 +124,18 @@ def _print_stand_in_eshot_score(audio, points) -> None:
 
 
 def run_demo(cache_dir: str, schema: str = "released", rows: int = 3) -> int:
-    """Generate (once) and prepare every config; print rows per config, examples and decoded media."""
+    """Generate (once) and prepare every config; print rows per config, examples, decoded media, and the
+    `load_dataset(...)` calls that load the sample."""
     data_root = ensure_sample_tree(cache_dir, schema)
+    metadata_dir, media_root = os.path.join(data_root, "metadata"), os.path.join(data_root, "media")
     print(f"sample E-MM1 tree ({schema} schema): {data_root}")
+    print(f"  metadata (data_dir):        {metadata_dir}")
+    print(f"  media (root_data_path):     {media_root}")
     hf_cache = os.path.join(cache_dir, "datasets")
     prepared: Dict[str, Any] = {}
-    for module_name, builder_cls, config_name, data_dir in _builders(data_root, os.path.join(data_root, "eshot")):
-        builder = builder_cls(config_name=config_name, data_dir=data_dir, root_data_path=data_root, cache_dir=hf_cache)
+    for module_name, builder_cls, config_name in _builders():
+        builder = builder_cls(config_name=config_name, data_dir=metadata_dir, root_data_path=media_root,
+                              cache_dir=hf_cache)
         builder.download_and_prepare()
         prepared[config_name] = builder.as_dataset(split=list(builder.info.splits)[0])
     print(f"\n{'config':<18} {'rows':>6}  columns")
@@ -126,4 +149,9 @@ def run_demo(cache_dir: str, schema: str = "released", rows: int = 3) -> int:
             _print_media(name, prepared[name])
     if "eshot_audio" in prepared and "eshot_points" in prepared:
         _print_stand_in_eshot_score(prepared["eshot_audio"], prepared["eshot_points"])
+    print("\nLoad the sample yourself (Python; `import emm1` / `import eshot` registers the names with datasets):")
+    print("    import datasets")
+    for module_name, config_name, split in (("emm1", "phase1_nn1", "train"), ("eshot", "eshot_audio", "test")):
+        print(f"    import {module_name}")
+        print("    " + load_dataset_call(module_name, config_name, split, metadata_dir, media_root, hf_cache))
     return 0

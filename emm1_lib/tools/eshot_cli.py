@@ -11,6 +11,8 @@ Embedding files, one per modality:
 
 Labels come from the EShot folder through the `eshot` builder's own readers, so the order is the dataset's. Prints a
 table, writes `result.json` (every number, per category included) and one per-category bar chart (PNG) per direction.
+
+Exit status: 0 on success, 2 for bad arguments or inputs (a missing or malformed file, an unwritable output folder).
 """
 import argparse
 import datetime
@@ -38,6 +40,7 @@ from emm1_lib.evaluation.eshot_protocol import EShotInputError
 from emm1_lib.evaluation.eshot_protocol import check_finite_nonzero
 from emm1_lib.evaluation.eshot_protocol import direction_prefix
 from emm1_lib.evaluation.eshot_protocol import eshot_scores
+from emm1_lib.tools.cli import installed_version
 
 EMBEDDING_COLUMN_GUESSES = ("embedding", "embeddings", "emb", "vector", "features")
 TIE_RULE = "pessimistic: a query's rank counts the other categories with similarity >= its own category's"
@@ -52,6 +55,9 @@ def dataset_index(data_dir: str) -> Tuple[List[str], Dict[str, Tuple[np.ndarray,
 
     Uses the `eshot` builder's readers (`emm1_lib.schema.eshot_files`), so the order and the labels are exactly those of the `eshot_*` configs.
     """
+    if "://" not in data_dir and not os.path.isdir(data_dir):
+        raise CLIError(f"--data-dir {os.path.abspath(data_dir)} does not exist (or is no folder); pass the eshot/ "
+                       "folder or a parent holding it.")
     eshot_dir = find_eshot_dir(data_dir)
     categories = read_categories(eshot_dir)
     index = {}
@@ -291,8 +297,23 @@ def plot_per_category(result: Dict[str, Any], output_dir: str) -> List[str]:
     return written
 
 
+def _make_output_dir(path: str) -> None:
+    """Create `--output-dir` and check that files can be written there (before anything is computed into it)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, ".eshot-write-test"), "w"):
+            pass
+        os.remove(os.path.join(path, ".eshot-write-test"))
+    except OSError as err:
+        raise CLIError(f"--output-dir {os.path.abspath(path)}: cannot write there ({err.strerror or err}).") from None
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eshot", description="EShot zero-shot audio <-> point-cloud benchmark.")
+    parser = argparse.ArgumentParser(
+        prog="eshot", description="EShot zero-shot audio <-> point-cloud benchmark.",
+        epilog="Exit status: 0 success, 2 bad arguments or inputs.",
+    )
+    parser.add_argument("--version", action="version", version=f"eshot {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "evaluate",
@@ -320,7 +341,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.audio_embeddings, args.points_embeddings, args.data_dir, k=args.k,
             id_column=args.id_column, embedding_column=args.embedding_column,
         )
-        os.makedirs(args.output_dir, exist_ok=True)
+        _make_output_dir(args.output_dir)
         charts = [] if args.no_plot else plot_per_category(result, args.output_dir)
     except (CLIError, EMM1DataError, EShotInputError) as err:
         print(f"eshot: error: {err}", file=sys.stderr)
