@@ -237,8 +237,8 @@ def build(tree, config: str) -> Optional[EMM1DataError]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            builder = cls(config_name=config, data_dir=tree.root, root_data_path=tree.root, decode=False,
-                          cache_dir=os.path.join(tree.root, f".hf-{config}"))
+            builder = cls(config_name=config, data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
+                          cache_dir=os.path.join(os.path.dirname(tree.root), f".hf-{config}"))
             builder.download_and_prepare()
     except Exception as error:  # noqa: BLE001 - anything but an EMM1DataError fails the case below
         seen = error
@@ -264,7 +264,7 @@ def test_builder_and_validate_agree(tmp_path, monkeypatch, case):
                                 num_captions=12, num_media=6, num_triplets=24)
     case.edit(tree)
     errors = [e for e in (build(tree, config) for config in CONFIGS[case.split]) if e is not None]
-    report = validate_tree(tree.root, tree.root, check_media=case.check_media)
+    report = validate_tree(tree.metadata_dir, tree.root, check_media=case.check_media)
     if case.name in EXPECTED:
         assert (errors[0].code if errors else None) == EXPECTED[case.name], errors
     if not errors:
@@ -289,7 +289,7 @@ def test_the_new_cases_are_errors_with_their_file(tmp_path):
         tree = generate_sample_tree(str(tmp_path / name), schema=case.schema, media=case.media, num_neighbours=1,
                                     num_captions=12, num_media=6, num_triplets=24)
         case.edit(tree)
-        report = validate_tree(tree.root)
+        report = validate_tree(tree.metadata_dir)
         outcomes[name] = sorted({(f.code, os.path.basename(f.file)) for f in report.errors})
     assert outcomes == {
         "header_only_nn_1": [("no_data_rows", "data_groups.csv")],
@@ -307,10 +307,10 @@ def test_seed_media_named_with_leading_zeros_are_found(tmp_path):
     tree = generate_sample_tree(str(tmp_path / "tree"), schema="seed", media=True, num_neighbours=1, num_captions=4,
                                 num_media=2)
     pad_id_7(tree)
-    builder = eshot.EShot(config_name="eshot_audio", data_dir=tree.root, decode=False, cache_dir=str(tmp_path / "hf"))
+    builder = eshot.EShot(config_name="eshot_audio", data_dir=tree.metadata_dir, decode=False, cache_dir=str(tmp_path / "hf"))
     builder.download_and_prepare()
     ds = builder.as_dataset(split="test")
     path = dict(zip(ds["eshot_audio_id"], ds["audio_file_path"]))[7]
     assert os.path.basename(path).startswith("0007.")
-    report = validate_tree(tree.root, tree.root, check_media=True)
+    report = validate_tree(tree.metadata_dir, tree.root, check_media=True)
     assert report.ok and not report.find("missing_media"), report.to_text()

@@ -151,11 +151,11 @@ def test_seed_eshot_media_are_found_by_id_as_the_builder_finds_them(tmp_path):
     folder = os.path.join(tree.eshot_dir, "audio")
     name = sorted(os.listdir(folder), key=lambda n: int(n.split(".")[0]))[7]
     os.rename(os.path.join(folder, name), os.path.join(folder, "000" + name))
-    report = validate_tree(tree.root, tree.root, check_media=True)
+    report = validate_tree(tree.metadata_dir, tree.root, check_media=True)
     assert not report.find("missing_media"), report.to_text()
     assert report.split("eshot").modalities["audio"].media_checked == 12
     os.symlink(os.path.join(folder, "000" + name), os.path.join(folder, name))  # now two files for id 7
-    [clash] = validate_tree(tree.root).find("duplicate_media", severity="error")
+    [clash] = validate_tree(tree.metadata_dir).find("duplicate_media", severity="error")
     assert "two media files" in clash.message and clash.values == [f"7: '000{name}' and '{name}'"]
 
 
@@ -195,11 +195,11 @@ def test_cli_check_media_without_a_root_is_a_usage_error(released_tree, monkeypa
     """Bad arguments exit with 2 (argparse's code), not 1 (a tree with errors)."""
     monkeypatch.delenv("ROOT_DATA_PATH", raising=False)
     with pytest.raises(SystemExit) as raised:
-        emm1_cli.main(["validate", released_tree.root, "--check-media"])
+        emm1_cli.main(["validate", released_tree.metadata_dir, "--check-media"])
     assert raised.value.code == 2
     assert "--check-media needs the media root" in capsys.readouterr().err
     monkeypatch.setenv("ROOT_DATA_PATH", released_tree.root)
-    assert emm1_cli.main(["validate", released_tree.root, "--check-media"]) == 0
+    assert emm1_cli.main(["validate", released_tree.metadata_dir, "--check-media"]) == 0
 
 
 def test_console_script(released_tree):

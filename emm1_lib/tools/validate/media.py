@@ -21,6 +21,7 @@ class MediaJob:
     modality: str
     items: List[Item]
     seed_eshot: bool = False  # seed EShot: a missing file is a warning (the builder gives it a null path)
+    root: Optional[str] = None  # the media root these files must stay under, when not the tree's (seed EShot: eshot/)
 
 
 def _within(path: str, root: str) -> bool:
@@ -52,15 +53,16 @@ def _stat_one(path: str, real_root: str, dir_real: Dict[str, str]) -> Optional[T
 def check_media_files(ctx: Collector, jobs: List[MediaJob], root: str, workers: int, on_missing_media: str,
                       allow_outside_root: bool) -> None:
     """Stat every media file in parallel; missing and outside-root files are findings."""
-    real_root = os.path.realpath(root)
     parents = sorted({os.path.dirname(item[0]) for job in jobs for item in job.items})
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         dir_real = dict(zip(parents, pool.map(os.path.realpath, parents)))
 
-        def run(batch: List[Item]) -> List[Optional[Tuple[str, str]]]:
-            return [_stat_one(item[0], real_root, dir_real) for item in batch]
-
         for job in jobs:
+            real_root = os.path.realpath(job.root or root)
+
+            def run(batch: List[Item], real_root: str = real_root) -> List[Optional[Tuple[str, str]]]:
+                return [_stat_one(item[0], real_root, dir_real) for item in batch]
+
             batches = [job.items[i:i + 256] for i in range(0, len(job.items), 256)]
             verdicts = [v for batch in pool.map(run, batches) for v in batch]
             stats = job.split.stats(job.modality)
@@ -78,7 +80,7 @@ def check_media_files(ctx: Collector, jobs: List[MediaJob], root: str, workers: 
                     m = job.modality
                     if code == "missing_media":
                         severity = "error" if on_missing_media == "error" and not job.seed_eshot else "warning"
-                        message = (f"{len(found)} {m} file(s) of this table do not exist under {root} (e.g. {first[0]}: "
+                        message = (f"{len(found)} {m} file(s) of this table do not exist under {job.root or root} (e.g. {first[0]}: "
                                    f"{detail}). " + ("The EShot builder gives them a null path." if job.seed_eshot else
                                    "Decoding them raises MissingMediaError unless on_missing_media='null'."))
                     else:

@@ -106,7 +106,8 @@ def validate_tree(
                 stats.media_checked += found.seed_ids - len(found.seed_files)
                 stats.missing_media += found.seed_ids - len(found.seed_files)
                 items = [(os.path.normpath(p), found.infos.path, line) for p, line in found.seed_files]
-                jobs.append(MediaJob(split, m, items, seed_eshot=True))
+                # the builder reads seed EShot media from the eshot/ folder itself, and checks them against it
+                jobs.append(MediaJob(split, m, items, seed_eshot=True, root=eshot))
     if jobs:
         check_media_files(ctx, jobs, root, workers, on_missing_media, allow_outside_root)
     order = {s: i for i, s in enumerate(SEVERITIES)}
