@@ -459,8 +459,8 @@ class EMM1(datasets.ArrowBasedBuilder):
                 yield shard_index, k, groups
 
         def tables(pool):
-            # The next byte range is parsed while this one's tables are built: without it the table
-            # threads idled through every parse and the writer waited ~3 s for tables (now ~2 s).
+            # The next byte range is parsed while this one's tables are built, so neither the table
+            # threads nor the writer wait for a parse.
             for shard_index, k, groups in prefetched(ranges()):
                 for batch_index, batch in enumerate(groups.to_batches(max_chunksize=self.config.batch_size)):
                     yield table_key(shard_index, batch_index), self._phase1_table(batch, k, text, media, root, dangling, pool)
