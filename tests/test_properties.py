@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import emm1
-from emm1_lib.schema.paths import first_unsafe_row, join_media_paths
+from emm1_lib.schema.paths import join_media_paths
+from emm1_lib.schema.paths import unsafe_mask
 from emm1_lib.tools.validate import validate_tree
 
 MODALITIES = ("image", "audio", "video", "points")
@@ -44,9 +45,9 @@ near_miss_parts = st.lists(st.sampled_from(["a", "b", ".", "/", "\\", ":", "é",
 @SETTINGS
 @given(path_parts)
 def test_unsafe_rule_equals_the_reference(part):
-    assert (first_unsafe_row(pa.array([part])) == 0) == reference_is_unsafe(part)
+    assert unsafe_mask(pa.array([part]))[0].as_py() == reference_is_unsafe(part)
     dictionary = pa.array([part]).dictionary_encode()
-    assert (first_unsafe_row(dictionary) == 0) == reference_is_unsafe(part)
+    assert unsafe_mask(dictionary)[0].as_py() == reference_is_unsafe(part)
 
 
 @SETTINGS
@@ -55,7 +56,7 @@ def test_unsafe_rule_equals_the_reference(part):
 def test_accepted_parts_resolve_under_the_root(save_folder, folder, file_name):
     root = "/data/root"
     parts = pa.array([save_folder]), pa.array([file_name])
-    assume(first_unsafe_row(parts[0]) is None and first_unsafe_row(parts[1]) is None)
+    assume(not unsafe_mask(parts[0])[0].as_py() and not unsafe_mask(parts[1])[0].as_py())
     [path] = join_media_paths(root, parts[0], folder, parts[1]).to_pylist()
     assert path == f"{root}/{save_folder}/{folder}/{file_name}"  # the README formula, untouched
     normalized = os.path.normpath(path)
@@ -64,9 +65,9 @@ def test_accepted_parts_resolve_under_the_root(save_folder, folder, file_name):
 
 @SETTINGS
 @given(st.lists(path_parts, min_size=1, max_size=20))
-def test_first_unsafe_row_is_the_first(parts):
-    expected = next((i for i, p in enumerate(parts) if reference_is_unsafe(p)), None)
-    assert first_unsafe_row(pa.array(parts)) == expected
+def test_unsafe_mask_marks_every_unsafe_part(parts):
+    """The rules report the mask's rows (the first one in the builder's error): each must match the reference."""
+    assert unsafe_mask(pa.array(parts)).to_pylist() == [reference_is_unsafe(p) for p in parts]
 
 
 # ---------------------------------------------------------------------------------------------- random trees

@@ -5,7 +5,6 @@ no `..` component, no absolute path or drive, no `~`, no control characters (NUL
 A refused value is an error naming the file, the row and the value — it never reaches `open`
 (the rule `emm1_lib.schema.rules.unsafe_path_parts` reports it; this module has the mask and the formula).
 """
-from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -49,14 +48,6 @@ def unsafe_mask(values: pa.Array, allow_empty: bool = False) -> pa.Array:
     if not allow_empty:
         unsafe = pc.or_(unsafe, pc.equal(pc.utf8_length(values), 0))
     return pc.fill_null(unsafe, False)
-
-
-def first_unsafe_row(values: pa.Array, allow_empty: bool = False) -> Optional[int]:
-    """Index of the first value that could escape the data root (or is empty), or None."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    index = pc.index(unsafe_mask(values, allow_empty), True).as_py()
-    return None if index < 0 else index
 
 
 def join_media_paths(root: str, save_folder: pa.Array, folder: str, file_name: pa.Array) -> pa.Array:
