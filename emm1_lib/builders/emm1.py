@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import datasets
 import pyarrow as pa
@@ -27,6 +27,8 @@ from emm1_lib.io.column_store import writable_folder
 from emm1_lib.builders.compat import builder_kwargs
 from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import table_key
+from emm1_lib.builders.job_reports import merged_job_counts
+from emm1_lib.builders.job_reports import write_job_counts
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.errors import raise_first
@@ -355,19 +357,30 @@ class EMM1(datasets.ArrowBasedBuilder):
         # then cannot delete their files themselves.
         scratch_root = self._scratch_root()
         self._preparation_folder = tempfile.mkdtemp(prefix="prepare-", dir=scratch_root) if scratch_root else None
+        # With num_proc, the jobs' dangling-id counts come back through files (see job_reports): a warning
+        # raised in a pool worker never reaches the caller. Beside the captions' files, or (remote cache) in
+        # the system's temporary folder: the workers run on this machine.
+        self._job_counts_folder = None
+        if (kwargs.get("num_proc") or 1) > 1:
+            self._job_counts_folder = self._preparation_folder or tempfile.mkdtemp(prefix="emm1-prepare-")
         try:
-            return super()._prepare_split(split_generator, *args, **kwargs)
+            result = super()._prepare_split(split_generator, *args, **kwargs)
+            if self._job_counts_folder:
+                self._warn_dangling(merged_job_counts(self._job_counts_folder))
+            return result
         finally:
             # Prepared (or failed): the infos tables and the captions' file are not needed any more.
             # (Streaming keeps them between iterations: an epoch would otherwise read them again.)
             self._close_infos()
-            if self._preparation_folder:
-                shutil.rmtree(self._preparation_folder, ignore_errors=True)
+            for folder in {self._preparation_folder, self._job_counts_folder} - {None}:
+                shutil.rmtree(folder, ignore_errors=True)
             self._preparation_folder = None
+            self._job_counts_folder = None
 
     def _prepare_split_single(self, *args, **kwargs):
         # A job of a preparation; with num_proc, in a pool worker, which the pool ends with SIGTERM: the
         # worker's captions file is deleted when its job ends, not left to exit hooks that do not run.
+        self._job_id = kwargs.get("job_id", 0)  # names the job's dangling-id counts (job order is data order)
         try:
             yield from super()._prepare_split_single(*args, **kwargs)
         finally:
@@ -469,7 +482,7 @@ class EMM1(datasets.ArrowBasedBuilder):
         # and the main thread mostly waits for the next table (writing is the lighter half).
         with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
             yield from prefetched(tables(pool))
-        self._warn_dangling(dangling.values())
+        self._report_dangling(dangling.values())
 
     def _phase1_table(self, groups, k: int, text: TextInfo, media: Dict[str, MediaInfo], root: str, dangling,
                       pool: Optional[ThreadPoolExecutor] = None) -> pa.Table:
@@ -527,7 +540,7 @@ class EMM1(datasets.ArrowBasedBuilder):
             dangling.update({(role, m): DanglingCount(f"encord_{role}_id ({m})", media[m].source) for m in involved})
         for batch_index, batch in enumerate(triplets.to_batches(max_chunksize=self.config.batch_size)):
             yield table_key(0, batch_index), self._phase2_table(batch, text, media, root, modalities, dangling)
-        self._warn_dangling(dangling.values())
+        self._report_dangling(dangling.values())
 
     def _phase2_table(self, triplets, text: TextInfo, media: Dict[str, MediaInfo], root: str, modalities, dangling) -> pa.Table:
         text_ids = triplets.column("encord_text_id")
@@ -567,7 +580,16 @@ class EMM1(datasets.ArrowBasedBuilder):
 
     # -- reporting ----------------------------------------------------------------------------
 
-    def _warn_dangling(self, counts) -> None:
+    def _report_dangling(self, counts: Iterable[DanglingCount]) -> None:
+        """At the end of a read: warn, or, in a job of a num_proc preparation, record the counts for the
+        preparing process to merge and warn once (`_prepare_split`)."""
+        folder = getattr(self, "_job_counts_folder", None)
+        if folder:
+            write_job_counts(folder, getattr(self, "_job_id", 0), counts)
+        else:
+            self._warn_dangling(counts)
+
+    def _warn_dangling(self, counts: Iterable[DanglingCount]) -> None:
         """One warning per id column with dangling ids: rows are kept, their looked-up values are null."""
         for count in counts:
             if count.count:
