@@ -29,6 +29,9 @@ from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import table_key
 from emm1_lib.builders.job_reports import merged_job_counts
 from emm1_lib.builders.job_reports import write_job_counts
+from emm1_lib.builders.parameters import check_flag
+from emm1_lib.builders.parameters import check_integer
+from emm1_lib.builders.parameters import check_media_option_values
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.errors import raise_first
@@ -58,6 +61,8 @@ from emm1_lib.io.tables import read_header
 from emm1_lib.schema import rules
 from emm1_lib.schema.triplets import DEFAULT_ANNOTATION_LABELS
 from emm1_lib.schema.triplets import annotation_codes_for
+from emm1_lib.schema.triplets import annotation_values
+from emm1_lib.schema.triplets import is_integer
 from emm1_lib.schema.triplets import normalize_triplets
 from emm1_lib.schema.triplets import read_annotation_labels
 from emm1_lib.schema.triplets import select_triplets
@@ -166,7 +171,22 @@ def _check_modalities(config: EMM1Config) -> List[str]:
         raise ValueError(f"{config.name}: media_folders has unknown modalities {unknown_folders}.")
     check_media_options(config.name, config.media_options, MODALITIES)
     check_on_missing_media(config.on_missing_media)
+    _check_parameters(config)
     return [m for m in MODALITIES if m in config.modalities]  # canonical order
+
+
+def _check_parameters(config: EMM1Config) -> None:
+    """The numeric and yes/no parameters, and the annotation filter's values (which need no file to check)."""
+    check_integer(config.name, "batch_size", config.batch_size, 1)
+    check_integer(config.name, "shard_bytes", config.shard_bytes, 1)
+    check_integer(config.name, "nn_index", config.nn_index, 1, NUM_NEIGHBOURS, optional=True)
+    for flag in ("decode", "allow_outside_root", "file_path_columns", "provenance_labels"):
+        check_flag(config.name, flag, getattr(config, flag))
+    if config.annotations is not None:
+        try:
+            annotation_values(config.annotations)
+        except ValueError as error:
+            raise ValueError(f"{config.name}: {error}") from None
 
 
 def check_media_options(config_name: str, media_options: Dict[str, dict], modalities: Sequence[str]) -> None:
@@ -183,6 +203,7 @@ def check_media_options(config_name: str, media_options: Dict[str, dict], modali
     for modality, options in media_options.items():
         if not isinstance(options, dict):
             raise ValueError(f"{config_name}: media_options[{modality!r}] must be a dict of options, got {options!r}.")
+        check_media_option_values(config_name, f"media_options[{modality!r}]", options)
         media_feature(modality, **options)  # raises naming the options this modality accepts
 
 
@@ -204,7 +225,12 @@ class EMM1(datasets.ArrowBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 100_000
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **builder_kwargs("emm1", kwargs))
+        kwargs = builder_kwargs("emm1", kwargs)
+        annotations = kwargs.get("annotations")
+        if isinstance(annotations, (list, tuple)):
+            # numpy integer codes as Python ints: the same filter gives the same config id, hence the same cache
+            kwargs["annotations"] = [int(v) if is_integer(v) else v for v in annotations]
+        super().__init__(*args, **kwargs)
 
     def __getstate__(self):
         # Infos tables are loaded lazily in each worker; never ship them through pickle.
