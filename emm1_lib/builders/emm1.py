@@ -225,12 +225,12 @@ class EMM1(datasets.ArrowBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 100_000
 
     def __init__(self, *args, **kwargs):
-        kwargs = builder_kwargs("emm1", kwargs)
+        kwargs = builder_kwargs("emm1", args, kwargs)
         annotations = kwargs.get("annotations")
         if isinstance(annotations, (list, tuple)):
             # numpy integer codes as Python ints: the same filter gives the same config id, hence the same cache
             kwargs["annotations"] = [int(v) if is_integer(v) else v for v in annotations]
-        super().__init__(*args, **kwargs)
+        super().__init__(**kwargs)
 
     def __getstate__(self):
         # Infos tables are loaded lazily in each worker; never ship them through pickle.

@@ -103,7 +103,7 @@ class EShot(datasets.ArrowBasedBuilder):
     DEFAULT_CONFIG_NAME = "eshot_audio"
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **builder_kwargs("eshot", kwargs))
+        super().__init__(**builder_kwargs("eshot", args, kwargs))
 
     def _check_config(self) -> str:
         modality = self.config.modality
