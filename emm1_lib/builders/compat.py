@@ -3,8 +3,11 @@
 The builders run in both worlds: as importable classes (and `load_dataset("emm1", ...)` after
 `import emm1`) on today's `datasets`, and as loading scripts on 3.6.
 """
+import functools
+import hashlib
+import inspect
 import os
-from typing import List
+from typing import Any, Dict, List, Optional, Sequence
 
 import datasets
 import datasets.builder
@@ -38,14 +41,44 @@ def _hash_source_files(paths: List[str]) -> str:
 PREPARED_DATA_PACKAGES = ("io", "schema", "media", "builders")
 
 
-def prepared_data_sources(module_file: str) -> List[str]:
-    """The source files whose content is the cache key of prepared data: a builder module and the layers below it."""
+def library_sources() -> List[str]:
+    """The library's source files whose content prepared data depends on (`errors.py` and the layers above)."""
     library_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sources = [module_file, os.path.join(library_dir, "errors.py")]
+    sources = [os.path.join(library_dir, "errors.py")]
     for package in PREPARED_DATA_PACKAGES:
         folder = os.path.join(library_dir, package)
         sources += [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".py")]
     return sources
+
+
+def prepared_data_sources(module_file: str) -> List[str]:
+    """The source files whose content is the cache key of prepared data: a builder module and the layers below it."""
+    return [module_file] + library_sources()
+
+
+@functools.lru_cache(maxsize=1)
+def _library_hash() -> str:
+    return _hash_source_files(library_sources())
+
+
+def prepared_data_hash() -> str:
+    """The hash of `library_sources()` (read once per process): part of every cache path of prepared data."""
+    return _library_hash()
+
+
+def cache_hash(given: Optional[str]) -> str:
+    """The `hash` a builder passes to `datasets`: the one `datasets` gave (a loading script's, a registered
+    module's; None when the class is made directly) combined with `prepared_data_hash()`.
+
+    `datasets` puts `hash` in the cache path (`<cache>/<name>/<config id>/<version>/<hash>/`) and serves what
+    it finds there. The builder class made directly gets no hash, and a loading script's covers the script
+    alone (a thin file importing this library): without the library's part, editing a reader or a builder
+    would leave the old prepared data served.
+    """
+    library = prepared_data_hash()
+    if not given:
+        return library
+    return hashlib.sha256(f"{given}\n{library}".encode("utf-8")).hexdigest()
 
 
 # Names registered by `register_builder_module`: `load_dataset(name)` builds them without data-file discovery.
@@ -101,20 +134,36 @@ def _install_direct_module_factory() -> None:
     load.PackagedDatasetModuleFactory = DirectBuilderModuleFactory
 
 
-def builder_kwargs(name: str, kwargs: dict) -> dict:
-    """The keyword arguments a builder passes on to `DatasetBuilder.__init__`.
+def builder_kwargs(name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The keyword arguments a builder passes on to `DatasetBuilder.__init__` (given its `*args, **kwargs`).
 
+    Positional arguments become keywords (`DatasetBuilder.__init__`'s order). `hash` becomes
+    `cache_hash(hash)`, so the cache path depends on the library's prepared-data sources on every route.
     `data_files` is refused when it names files (the builders read what `data_dir` holds, so they
     would be ignored) and dropped when empty (what `load_dataset` passes), so both routes give the
     same config and the same cache. `root_data_path` defaults to `$ROOT_DATA_PATH`.
     """
+    kwargs = dict(kwargs)
+    for parameter, value in zip(_builder_parameters(), args):
+        if parameter in kwargs:
+            raise TypeError(f"{name}: got multiple values for argument {parameter!r}")
+        kwargs[parameter] = value
+    if len(args) > len(_builder_parameters()):
+        raise TypeError(f"{name}: takes at most {len(_builder_parameters())} positional arguments, got {len(args)}")
     data_files = kwargs.pop("data_files", None)
     if data_files:
         raise ValueError(
             f"{name}: data_files={data_files!r} is not used: the builder finds its files in data_dir. "
             "Pass data_dir= the metadata folder instead."
         )
+    kwargs["hash"] = cache_hash(kwargs.get("hash"))
     return root_from_environment(kwargs)
+
+
+def _builder_parameters() -> List[str]:
+    """The names of `DatasetBuilder.__init__`'s positional parameters, in order (without `self`)."""
+    signature = inspect.signature(datasets.DatasetBuilder.__init__)
+    return [p.name for p in list(signature.parameters.values())[1:] if p.kind is p.POSITIONAL_OR_KEYWORD]
 
 
 def check_data_dir_exists(data_dir: str, what: str, hint: str) -> None:

@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import datasets
 import pyarrow as pa
@@ -27,6 +27,11 @@ from emm1_lib.io.column_store import writable_folder
 from emm1_lib.builders.compat import builder_kwargs
 from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import table_key
+from emm1_lib.builders.job_reports import merged_job_counts
+from emm1_lib.builders.job_reports import write_job_counts
+from emm1_lib.builders.parameters import check_flag
+from emm1_lib.builders.parameters import check_integer
+from emm1_lib.builders.parameters import check_media_option_values
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.errors import raise_first
@@ -56,6 +61,8 @@ from emm1_lib.io.tables import read_header
 from emm1_lib.schema import rules
 from emm1_lib.schema.triplets import DEFAULT_ANNOTATION_LABELS
 from emm1_lib.schema.triplets import annotation_codes_for
+from emm1_lib.schema.triplets import annotation_values
+from emm1_lib.schema.triplets import is_integer
 from emm1_lib.schema.triplets import normalize_triplets
 from emm1_lib.schema.triplets import read_annotation_labels
 from emm1_lib.schema.triplets import select_triplets
@@ -164,7 +171,22 @@ def _check_modalities(config: EMM1Config) -> List[str]:
         raise ValueError(f"{config.name}: media_folders has unknown modalities {unknown_folders}.")
     check_media_options(config.name, config.media_options, MODALITIES)
     check_on_missing_media(config.on_missing_media)
+    _check_parameters(config)
     return [m for m in MODALITIES if m in config.modalities]  # canonical order
+
+
+def _check_parameters(config: EMM1Config) -> None:
+    """The numeric and yes/no parameters, and the annotation filter's values (which need no file to check)."""
+    check_integer(config.name, "batch_size", config.batch_size, 1)
+    check_integer(config.name, "shard_bytes", config.shard_bytes, 1)
+    check_integer(config.name, "nn_index", config.nn_index, 1, NUM_NEIGHBOURS, optional=True)
+    for flag in ("decode", "allow_outside_root", "file_path_columns", "provenance_labels"):
+        check_flag(config.name, flag, getattr(config, flag))
+    if config.annotations is not None:
+        try:
+            annotation_values(config.annotations)
+        except ValueError as error:
+            raise ValueError(f"{config.name}: {error}") from None
 
 
 def check_media_options(config_name: str, media_options: Dict[str, dict], modalities: Sequence[str]) -> None:
@@ -181,6 +203,7 @@ def check_media_options(config_name: str, media_options: Dict[str, dict], modali
     for modality, options in media_options.items():
         if not isinstance(options, dict):
             raise ValueError(f"{config_name}: media_options[{modality!r}] must be a dict of options, got {options!r}.")
+        check_media_option_values(config_name, f"media_options[{modality!r}]", options)
         media_feature(modality, **options)  # raises naming the options this modality accepts
 
 
@@ -202,7 +225,12 @@ class EMM1(datasets.ArrowBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 100_000
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **builder_kwargs("emm1", kwargs))
+        kwargs = builder_kwargs("emm1", args, kwargs)
+        annotations = kwargs.get("annotations")
+        if isinstance(annotations, (list, tuple)):
+            # numpy integer codes as Python ints: the same filter gives the same config id, hence the same cache
+            kwargs["annotations"] = [int(v) if is_integer(v) else v for v in annotations]
+        super().__init__(**kwargs)
 
     def __getstate__(self):
         # Infos tables are loaded lazily in each worker; never ship them through pickle.
@@ -355,19 +383,30 @@ class EMM1(datasets.ArrowBasedBuilder):
         # then cannot delete their files themselves.
         scratch_root = self._scratch_root()
         self._preparation_folder = tempfile.mkdtemp(prefix="prepare-", dir=scratch_root) if scratch_root else None
+        # With num_proc, the jobs' dangling-id counts come back through files (see job_reports): a warning
+        # raised in a pool worker never reaches the caller. Beside the captions' files, or (remote cache) in
+        # the system's temporary folder: the workers run on this machine.
+        self._job_counts_folder = None
+        if (kwargs.get("num_proc") or 1) > 1:
+            self._job_counts_folder = self._preparation_folder or tempfile.mkdtemp(prefix="emm1-prepare-")
         try:
-            return super()._prepare_split(split_generator, *args, **kwargs)
+            result = super()._prepare_split(split_generator, *args, **kwargs)
+            if self._job_counts_folder:
+                self._warn_dangling(merged_job_counts(self._job_counts_folder))
+            return result
         finally:
             # Prepared (or failed): the infos tables and the captions' file are not needed any more.
             # (Streaming keeps them between iterations: an epoch would otherwise read them again.)
             self._close_infos()
-            if self._preparation_folder:
-                shutil.rmtree(self._preparation_folder, ignore_errors=True)
+            for folder in {self._preparation_folder, self._job_counts_folder} - {None}:
+                shutil.rmtree(folder, ignore_errors=True)
             self._preparation_folder = None
+            self._job_counts_folder = None
 
     def _prepare_split_single(self, *args, **kwargs):
         # A job of a preparation; with num_proc, in a pool worker, which the pool ends with SIGTERM: the
         # worker's captions file is deleted when its job ends, not left to exit hooks that do not run.
+        self._job_id = kwargs.get("job_id", 0)  # names the job's dangling-id counts (job order is data order)
         try:
             yield from super()._prepare_split_single(*args, **kwargs)
         finally:
@@ -469,7 +508,7 @@ class EMM1(datasets.ArrowBasedBuilder):
         # and the main thread mostly waits for the next table (writing is the lighter half).
         with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
             yield from prefetched(tables(pool))
-        self._warn_dangling(dangling.values())
+        self._report_dangling(dangling.values())
 
     def _phase1_table(self, groups, k: int, text: TextInfo, media: Dict[str, MediaInfo], root: str, dangling,
                       pool: Optional[ThreadPoolExecutor] = None) -> pa.Table:
@@ -527,7 +566,7 @@ class EMM1(datasets.ArrowBasedBuilder):
             dangling.update({(role, m): DanglingCount(f"encord_{role}_id ({m})", media[m].source) for m in involved})
         for batch_index, batch in enumerate(triplets.to_batches(max_chunksize=self.config.batch_size)):
             yield table_key(0, batch_index), self._phase2_table(batch, text, media, root, modalities, dangling)
-        self._warn_dangling(dangling.values())
+        self._report_dangling(dangling.values())
 
     def _phase2_table(self, triplets, text: TextInfo, media: Dict[str, MediaInfo], root: str, modalities, dangling) -> pa.Table:
         text_ids = triplets.column("encord_text_id")
@@ -567,7 +606,16 @@ class EMM1(datasets.ArrowBasedBuilder):
 
     # -- reporting ----------------------------------------------------------------------------
 
-    def _warn_dangling(self, counts) -> None:
+    def _report_dangling(self, counts: Iterable[DanglingCount]) -> None:
+        """At the end of a read: warn, or, in a job of a num_proc preparation, record the counts for the
+        preparing process to merge and warn once (`_prepare_split`)."""
+        folder = getattr(self, "_job_counts_folder", None)
+        if folder:
+            write_job_counts(folder, getattr(self, "_job_id", 0), counts)
+        else:
+            self._warn_dangling(counts)
+
+    def _warn_dangling(self, counts: Iterable[DanglingCount]) -> None:
         """One warning per id column with dangling ids: rows are kept, their looked-up values are null."""
         for count in counts:
             if count.count:

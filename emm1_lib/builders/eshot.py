@@ -32,6 +32,8 @@ from datasets.table import cast_table_to_features
 from emm1_lib.builders.compat import builder_kwargs
 from emm1_lib.builders.compat import check_data_dir_exists
 from emm1_lib.builders.compat import table_key
+from emm1_lib.builders.parameters import check_flag
+from emm1_lib.builders.parameters import check_media_option_values
 from emm1_lib.errors import raise_first
 from emm1_lib.schema.eshot_files import CATEGORY_FILES
 from emm1_lib.schema.eshot_files import ESHOT_MODALITIES
@@ -101,7 +103,7 @@ class EShot(datasets.ArrowBasedBuilder):
     DEFAULT_CONFIG_NAME = "eshot_audio"
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **builder_kwargs("eshot", kwargs))
+        super().__init__(**builder_kwargs("eshot", args, kwargs))
 
     def _check_config(self) -> str:
         modality = self.config.modality
@@ -111,6 +113,8 @@ class EShot(datasets.ArrowBasedBuilder):
         if unknown:
             raise ValueError(f"{self.config.name}: media_folders has unknown modalities {unknown}.")
         check_on_missing_media(self.config.on_missing_media)
+        for flag in ("decode", "allow_outside_root"):
+            check_flag(self.config.name, flag, getattr(self.config, flag))
         self._media_options()
         return modality
 
@@ -122,6 +126,7 @@ class EShot(datasets.ArrowBasedBuilder):
         """
         options = dict(self.config.media_options or {})
         if not any(isinstance(value, dict) or key in ESHOT_MODALITIES for key, value in options.items()):
+            check_media_option_values(self.config.name, "media_options", options)
             return options  # option names are checked by the media feature
         unknown = [key for key in options if key not in ESHOT_MODALITIES]
         if unknown:
@@ -134,6 +139,7 @@ class EShot(datasets.ArrowBasedBuilder):
         if not_dicts:
             raise ValueError(f"{self.config.name}: media_options[{not_dicts[0]!r}] must be a dict of options.")
         for modality, modality_options in options.items():
+            check_media_option_values(self.config.name, f"media_options[{modality!r}]", modality_options)
             media_feature(modality, **modality_options)  # the other config's options are checked as well
         return dict(options.get(self.config.modality, {}))
 

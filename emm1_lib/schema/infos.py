@@ -118,20 +118,46 @@ class IdLookup:
 
 @dataclass
 class DanglingCount:
-    """How many ids of one column found no infos row, with a few examples for the message."""
+    """How many ids of one column found no infos row, with the first few (in data order) for the message.
+
+    Counts of the parts of one read (e.g. `num_proc` jobs, each a run of consecutive shards) combine with
+    `merge`, taken in data order, into the count of the whole read; `to_dict`/`from_dict` carry them between
+    processes.
+    """
 
     column: str
     infos_file: str
     count: int = 0
     examples: List[int] = field(default_factory=list)
 
+    MAX_EXAMPLES = 5
+
     def add(self, ids, positions: pa.Array) -> None:
         missing = pc.and_(pc.is_null(positions), pc.is_valid(ids))
         n = pc.sum(missing).as_py() or 0
         if n:
             self.count += n
-            if len(self.examples) < 5:
-                self.examples.extend(pc.filter(ids, missing).slice(0, 5 - len(self.examples)).to_pylist())
+            if len(self.examples) < self.MAX_EXAMPLES:
+                self.examples.extend(
+                    pc.filter(ids, missing).slice(0, self.MAX_EXAMPLES - len(self.examples)).to_pylist()
+                )
+
+    def merge(self, later: "DanglingCount") -> None:
+        """Add the count of a part read after this one (same column and infos file)."""
+        if (later.column, later.infos_file) != (self.column, self.infos_file):
+            raise ValueError(f"cannot merge the count of {later.column} ({later.infos_file}) into "
+                             f"{self.column} ({self.infos_file})")
+        self.count += later.count
+        self.examples.extend(later.examples[: self.MAX_EXAMPLES - len(self.examples)])
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"column": self.column, "infos_file": self.infos_file, "count": self.count,
+                "examples": list(self.examples)}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, object]) -> "DanglingCount":
+        return cls(str(data["column"]), str(data["infos_file"]), int(data["count"]),
+                   [int(e) for e in data["examples"]])
 
 
 def compact_dictionary(values) -> pa.DictionaryArray:

@@ -5,9 +5,11 @@ encord_{m}_id` (one column per modality; a row fills the two that apply), `annot
 Released: `encord_text_id, paired_modality, annotated_modality, encord_paired_id,
 encord_annotated_id, annotation`. Both become the released columns; `annotation` stays the code.
 """
+import numbers
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -97,10 +99,36 @@ def normalize_triplets(path: str, codes: Sequence[int]) -> pa.Table:
     return to_released(table, schema)
 
 
+def is_integer(value) -> bool:
+    """An integer, Python's or numpy's (`np.int64(1)` from an array); a bool is none (True would count as 1)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def annotation_values(annotations: Sequence) -> List[Union[int, str]]:
+    """The `annotations` filter as a list of label names (str) and codes (int; numpy integers become int).
+
+    Raises `ValueError` naming the first value that is neither, and when `annotations` is no list or tuple
+    (a bare `"Good Match"` would be read as its letters). Needs no file: builders check it before reading.
+    """
+    if not isinstance(annotations, (list, tuple)):
+        raise ValueError(f"annotations={annotations!r}: give a list of label names (e.g. ['Good Match']) "
+                         "or integer codes (e.g. [1]).")
+    values: List[Union[int, str]] = []
+    for value in annotations:
+        if isinstance(value, str):
+            values.append(str(value))
+        elif is_integer(value):
+            values.append(int(value))
+        else:
+            raise ValueError(f"annotations: {value!r} ({type(value).__name__}) is neither a label name (str) nor "
+                             "an integer code; give names such as 'Good Match' or codes such as 1.")
+    return values
+
+
 def annotation_codes_for(annotations: Sequence, codes: Sequence[int], labels: Sequence[str]) -> List[int]:
     """Codes of the wanted annotations, each given as a label name or an integer code."""
     wanted = []
-    for value in annotations:
+    for value in annotation_values(annotations):
         if isinstance(value, str) and value in labels:
             wanted.append(codes[list(labels).index(value)])
         elif isinstance(value, int) and value in codes:
