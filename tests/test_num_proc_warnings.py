@@ -13,7 +13,7 @@ import emm1
 from emm1_lib.builders.job_reports import merged_job_counts
 from emm1_lib.builders.job_reports import write_job_counts
 from emm1_lib.errors import DanglingIdWarning
-from emm1_lib.schema.infos import DanglingCount
+from emm1_lib.schema.ids import DanglingCount
 from emm1_lib.testing.sample import generate_sample_tree
 
 MODALITIES = ("image", "audio", "video", "points")

@@ -48,7 +48,7 @@ from emm1_lib.schema.layout import find_split_dir
 from emm1_lib.io.fs import is_remote
 from emm1_lib.io.fs import join
 from emm1_lib.io.fs import normalize_root
-from emm1_lib.schema.infos import DanglingCount
+from emm1_lib.schema.ids import DanglingCount
 from emm1_lib.schema.infos import MediaInfo
 from emm1_lib.schema.infos import TextInfo
 from emm1_lib.media.files import check_on_missing_media

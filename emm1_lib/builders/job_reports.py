@@ -13,7 +13,7 @@ import os
 import tempfile
 from typing import Dict, Iterable, List, Tuple
 
-from emm1_lib.schema.infos import DanglingCount
+from emm1_lib.schema.ids import DanglingCount
 
 _PREFIX = "dangling-"
 

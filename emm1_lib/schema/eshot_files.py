@@ -25,7 +25,7 @@ from emm1_lib.io.tables import open_binary
 from emm1_lib.io.tables import read_csv_table
 from emm1_lib.io.tables import read_header
 from emm1_lib.schema import rules
-from emm1_lib.schema.infos import IdLookup
+from emm1_lib.schema.ids import IdLookup
 from emm1_lib.schema.layout import ESHOT_FOLDERS
 from emm1_lib.schema.layout import find_split_dir
 from emm1_lib.schema.layout import locate_split_dir

@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.io.fs import exists
 from emm1_lib.schema import rules
-from emm1_lib.schema.infos import DanglingCount
-from emm1_lib.schema.infos import IdLookup
+from emm1_lib.schema.ids import DanglingCount
+from emm1_lib.schema.ids import IdLookup
 from emm1_lib.schema.infos import TEXT_COLUMNS
 from emm1_lib.schema.infos import media_columns
 from emm1_lib.schema.infos import text_batches
