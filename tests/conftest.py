@@ -33,3 +33,17 @@ def seed_tree(tmp_path_factory):
 def hf_cache(tmp_path):
     """A fresh `datasets` cache folder for one test."""
     return str(tmp_path / "hf-cache")
+
+
+@pytest.fixture
+def standin_hub():
+    """A running stand-in Hugging Face Hub on 127.0.0.1 (tests/standin_hub.py), counting requests and bytes.
+
+    Serve folders with `standin_hub.add_repo("owner/name", folder, ...)`, then point clients at it:
+    `run_client(code, standin_hub.client_env(...))` in a fresh interpreter, or `use_standin_hub(monkeypatch,
+    standin_hub)` in this one.
+    """
+    from standin_hub import StandinHub
+
+    with StandinHub() as hub:
+        yield hub

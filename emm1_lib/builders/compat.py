@@ -14,6 +14,7 @@ import datasets.builder
 
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.io.fs import is_remote
+from emm1_lib.io.fs import use_hub_token
 
 # datasets ≥ 4 keys Arrow tables with `Key(shard, batch)`; 3.6 with any hashable, by convention a string.
 _Key = getattr(datasets.builder, "Key", None)
@@ -141,7 +142,8 @@ def builder_kwargs(name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Di
     `cache_hash(hash)`, so the cache path depends on the library's prepared-data sources on every route.
     `data_files` is refused when it names files (the builders read what `data_dir` holds, so they
     would be ignored) and dropped when empty (what `load_dataset` passes), so both routes give the
-    same config and the same cache. `root_data_path` defaults to `$ROOT_DATA_PATH`.
+    same config and the same cache. `root_data_path` defaults to `$ROOT_DATA_PATH`. A `token` is the
+    one the readers use for an `hf://` data_dir (`io.fs.use_hub_token`).
     """
     kwargs = dict(kwargs)
     for parameter, value in zip(_builder_parameters(), args):
@@ -150,6 +152,7 @@ def builder_kwargs(name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Di
         kwargs[parameter] = value
     if len(args) > len(_builder_parameters()):
         raise TypeError(f"{name}: takes at most {len(_builder_parameters())} positional arguments, got {len(args)}")
+    use_hub_token(kwargs.get("data_dir"), kwargs.get("token"))
     data_files = kwargs.pop("data_files", None)
     if data_files:
         raise ValueError(

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -21,7 +20,9 @@ import pyarrow.csv as pacsv
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.errors import Violation
 from emm1_lib.errors import raise_first
+from emm1_lib.io.fs import file_size
 from emm1_lib.io.fs import is_remote
+from emm1_lib.io.fs import open_binary
 
 # Grouping rows are short lines of integers, so a byte range of this size holds ~500k rows.
 DEFAULT_SHARD_BYTES = 16 << 20
@@ -33,6 +34,9 @@ _STREAM_BLOCK_BYTES = 4 << 20
 MAX_BLOCK_BYTES = 256 << 20
 # Bytes counted at a time: numpy's comparison scratch stays in cache (~4x faster than bytes.count).
 _COUNT_BLOCK_BYTES = 1 << 18
+# A header line is read in pieces of this size, up to the limit.
+_HEADER_PIECE_BYTES = 16 << 10
+_HEADER_LIMIT_BYTES = 1 << 20
 _QUOTE = ord('"')
 _NEWLINE = ord("\n")
 # Whole tables hold free text: a caption may contain a line break inside quotes. Without this option
@@ -47,27 +51,11 @@ _STRADDLING = "straddling object"
 csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
 
 
-def open_binary(path: str):
-    """Open a local path or a URL for binary reading."""
-    if is_remote(path):
-        return fsspec.open(path, "rb").open()
-    return open(path, "rb")
-
-
-def file_size(path: str) -> int:
-    """Size in bytes of a local or remote file."""
-    if is_remote(path):
-        fs, fs_path = fsspec.core.url_to_fs(path)
-        return int(fs.size(fs_path))
-    return os.path.getsize(path)
-
-
 def read_header(path: str) -> List[str]:
     """The column names on the first line of a CSV file (a UTF-8 byte-order mark is ignored)."""
     try:
         with open_binary(path) as f:
-            # read(), not readline(size): fsspec's remote files take no size for readline
-            first_line = f.read(1 << 20).split(b"\n", 1)[0]
+            first_line = _first_line(f)
     except FileNotFoundError as err:
         raise EMM1DataError(f"{path}: file not found.", file=path, code="missing_file") from err
     try:
@@ -79,6 +67,19 @@ def read_header(path: str) -> List[str]:
         raise EMM1DataError(f"{path}: the file is empty; expected a CSV header line.", file=path, line=1,
                             code="unreadable")
     return next(csv.reader([text]))
+
+
+def _first_line(f, limit: int = _HEADER_LIMIT_BYTES) -> bytes:
+    """The bytes before the first line break (at most `limit`), read in small pieces: a remote file fetches
+    what is read, and a header is short."""
+    # read(), not readline(size): fsspec's remote files take no size for readline
+    data = b""
+    while len(data) < limit:
+        piece = f.read(min(_HEADER_PIECE_BYTES, limit - len(data)))
+        data += piece
+        if not piece or b"\n" in piece:
+            break
+    return data.split(b"\n", 1)[0]
 
 
 def has_data_rows(path: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Dict
 from typing import Optional
 from typing import Union
 
+from emm1_lib.io.fs import hub_token
 from emm1_lib.io.fs import is_remote
 
 ON_MISSING_MEDIA = ("error", "null")
@@ -106,9 +107,9 @@ class MediaSource:
 
 
 def _token_for(path: str, token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]]):
-    """The Hub token for `path` (same lookup as datasets.Image), or None."""
+    """The Hub token for `path` (same lookup as datasets.Image; else the builder's `token=` for that repo), or None."""
     if not token_per_repo_id:
-        return None
+        return hub_token(path)
     try:
         from datasets import config
         from datasets.utils.py_utils import string_to_dict
@@ -117,7 +118,8 @@ def _token_for(path: str, token_per_repo_id: Optional[Dict[str, Union[str, bool,
     source_url = path.split("::")[-1]
     pattern = config.HUB_DATASETS_URL if source_url.startswith(config.HF_ENDPOINT) else config.HUB_DATASETS_HFFS_URL
     fields = string_to_dict(source_url, pattern)
-    return token_per_repo_id.get(fields["repo_id"]) if fields is not None else None
+    found = token_per_repo_id.get(fields["repo_id"]) if fields is not None else None
+    return found if found is not None else hub_token(path)
 
 
 def resolve_media(

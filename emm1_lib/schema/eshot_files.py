@@ -20,6 +20,7 @@ from emm1_lib.errors import Violation
 from emm1_lib.errors import raise_first
 from emm1_lib.io.fs import is_remote
 from emm1_lib.io.fs import join
+from emm1_lib.io.fs import list_names
 from emm1_lib.io.fs import normalize_root
 from emm1_lib.io.tables import open_binary
 from emm1_lib.io.tables import read_csv_table
@@ -158,15 +159,7 @@ def parent_dir(path: str) -> str:
 
 def list_folder(folder: str) -> List[str]:
     """The names in a local or remote folder (none when it does not exist)."""
-    if is_remote(folder):
-        import fsspec
-
-        fs, fs_path = fsspec.core.url_to_fs(folder)
-        try:
-            return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False))
-        except FileNotFoundError:
-            return []
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return list_names(folder)
 
 
 def seed_media_paths(eshot_dir: str, modality: str, ids: rules.Column, folder_name: Optional[str] = None
