@@ -27,6 +27,10 @@ class DanglingIdWarning(UserWarning):
     """Ids referenced by a grouping file have no row in the matching infos table (kept as nulls, counted)."""
 
 
+class MissingRoleWarning(UserWarning):
+    """A pre-joined Parquet file has no column for an optional role (e.g. `source_dataset_image`): its output is null."""
+
+
 @dataclass(frozen=True)
 class Violation:
     """One broken data rule, as the rule functions of `emm1_lib.schema.rules` return it.
