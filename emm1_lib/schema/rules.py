@@ -234,7 +234,7 @@ def unsafe_path_parts(table: pa.Table, columns: Sequence[str], path: str, id_col
         found.append(Violation(
             "unsafe_path", path,
             f"{_row_at(path, rows, first, f'{id_column}={first_id}')}: unsafe {column} {values[first].as_py()!r}. "
-            f"{_UNSAFE_HINT} Fix the row in the CSV.",
+            f"{_UNSAFE_HINT} Fix the row in the {'CSV' if rows.unit == 'line' else 'file'}.",
             lines=rows.lines_of(bad), values=examples, count=len(bad),
             summary=f"{{count}} unsafe {column} value(s). {_UNSAFE_HINT}",
         ))
@@ -616,9 +616,9 @@ def prejoined_pair(path: str, paired: str, annotated: str) -> List[Violation]:
     """A `{paired}_to_{annotated}.parquet` file links two different modalities (`bad_value`)."""
     if paired != annotated:
         return []
-    return [Violation("bad_value", path, f"{path}: the file name pairs {paired!r} with itself; a triplet links two "
-                      "different modalities. Rename the file after its pair, e.g. audio_to_image.parquet.",
-                      values=(paired,))]
+    what = (f"the file name pairs {paired!r} with itself; a triplet links two different modalities. Rename the file "
+            "after its pair, e.g. audio_to_image.parquet.")
+    return [Violation("bad_value", path, f"{path}: {what}", values=(paired,), summary=what)]
 
 
 def _row_violation(path: str, rows: Rows, bad: np.ndarray, column: Column, text_ids: Optional[Column], what: str,
