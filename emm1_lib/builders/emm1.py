@@ -659,13 +659,15 @@ class EMM1(datasets.ArrowBasedBuilder):
                     where = rules.Rows.parquet(row, span=f" (row group {row_group})")
                     row += batch.num_rows
                     if phase1:
-                        table = self._prejoined_phase1_table(batch, described, where, root, modalities, dangling)
+                        table = self._prejoined_phase1_table(batch, described, where, root, modalities, dangling, pool)
                     else:
                         table = self._prejoined_phase2_table(batch, described, where, root, modalities, dangling, mapping)
                     yield table_key(shard_index, batch_index), table
 
-        # The next batch is read and built on a second core while `datasets` casts and writes this one.
-        yield from prefetched(tables())
+        # The next batch is read and built (its modalities side by side: Arrow's kernels release the GIL) while
+        # `datasets` writes this one. One input batch at a time: never more than one row group in memory.
+        with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
+            yield from prefetched(tables())
         for column, (count, files) in dangling.items():
             if count.count:
                 what = "caption" if column == "encord_text_id" else "save folder or file name"
@@ -703,18 +705,14 @@ class EMM1(datasets.ArrowBasedBuilder):
         self._count_prejoined_dangling(dangling, described.path, "encord_text_id", text_ids, caption)
         return text_ids, caption
 
-    def _prejoined_phase1_table(self, batch, described, where, root: str, modalities, dangling) -> pa.Table:
+    def _prejoined_phase1_table(self, batch, described, where, root: str, modalities, dangling,
+                                pool: Optional[ThreadPoolExecutor] = None) -> pa.Table:
+        """One output table; with a `pool`, the modalities are built on it while this thread does the text."""
         n = batch.num_rows
-        text_ids, caption = self._prejoined_text(batch, described, dangling)
-        nn_index = prejoined.role_column(batch, described, "nn_index")
-        if nn_index is not None:
-            raise_first(rules.nn_index(nn_index, text_ids, described.path, where))
-        else:  # the file name's k
-            nn_index = pa.array(np.full(n, described.key, dtype=np.int8))
-        columns = {"encord_text_id": text_ids, "caption": caption, "nn_index": nn_index}
-        for m in modalities:
+
+        def media_columns(m: str) -> Dict[str, pa.Array]:
             ids, paths = self._prejoined_media(batch, described, m, m, where, root, dangling)
-            columns[f"encord_{m}_id"] = ids
+            columns = {f"encord_{m}_id": ids}
             if self.config.file_path_columns:
                 columns[f"{m}_file_path"] = paths
             columns[m] = paths
@@ -725,6 +723,18 @@ class EMM1(datasets.ArrowBasedBuilder):
                     columns[f"{m}_{column}"] = prejoined.label_codes(values, feature.names, n)
                 else:
                     columns[f"{m}_{column}"] = prejoined.as_strings(values, n)
+            return columns
+
+        pending = [pool.submit(media_columns, m) for m in modalities] if pool is not None else None
+        text_ids, caption = self._prejoined_text(batch, described, dangling)
+        nn_index = prejoined.role_column(batch, described, "nn_index")
+        if nn_index is not None:
+            raise_first(rules.nn_index(nn_index, text_ids, described.path, where))
+        else:  # the file name's k
+            nn_index = pa.array(np.full(n, described.key, dtype=np.int8))
+        columns = {"encord_text_id": text_ids, "caption": caption, "nn_index": nn_index}
+        for part in ([f.result() for f in pending] if pending is not None else map(media_columns, modalities)):
+            columns.update(part)
         return cast_table_to_features(pa.table(columns), self.info.features)
 
     def _prejoined_phase2_table(self, batch, described, where, root: str, modalities, dangling,

@@ -44,6 +44,7 @@ from emm1_lib.schema.layout import PROVENANCE_COLUMNS
 from emm1_lib.schema.layout import split_dir_candidates
 from emm1_lib.schema.paths import join_media_paths
 from emm1_lib.schema.paths import join_prefixed_paths
+from emm1_lib.schema.paths import unsafe_mask
 from emm1_lib.schema.roles import HUB_DATA_FOLDER
 from emm1_lib.schema.roles import HUB_PHASE1_FOLDERS
 from emm1_lib.schema.roles import HUB_PHASE2_FOLDERS
@@ -241,11 +242,19 @@ def media_paths(root: str, folder: str, save_folder: Optional[pa.Array], file_na
 
 def unsafe_parts(batch: pa.RecordBatch, described: PrejoinedFile, owner: str, rows: rules.Rows) -> List[Violation]:
     """`rules.unsafe_path_parts` on one owner's save folder and file name columns (named as in the file)."""
-    names = [described.columns.get(f"{owner}.{f}") for f in ("save_folder", "file_name")]
+    names = []
+    for f in ("save_folder", "file_name"):
+        name = described.columns.get(f"{owner}.{f}")
+        if name is None:
+            continue
+        values = batch.column(name)
+        if pa.types.is_dictionary(values.type) and not pc.any(unsafe_mask(values.dictionary)).as_py():
+            continue  # no value of the dictionary is unsafe (nor empty), so no row is: skip the per-row mask
+        names.append(name)
+    if not names:
+        return []
     id_name = described.columns.get(f"{owner}.id")
     present = {name: batch.column(name) for name in names + [id_name] if name is not None}
-    if not any(name is not None for name in names):
-        return []
     return rules.unsafe_path_parts(pa.table(present), [n for n in names if n], described.path,
                                    id_name or "id", rows)
 

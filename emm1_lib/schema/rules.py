@@ -83,7 +83,9 @@ def _numpy(mask) -> np.ndarray:
 
 
 def _flat(values):
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if isinstance(values, pa.ChunkedArray):  # one chunk: a view, not a copy
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values
 
 
 def _plain(value: Any) -> Any:
