@@ -349,3 +349,16 @@ def test_validate_reports_what_the_builder_counts(generations):
     assert phase1.schema == "hub" and len(phase1.tables) == 16
     assert phase1.modalities["image"].dangling > 0 and report.find("dangling_id", "nn_01.parquet")
     assert report.find("duplicate_rows", "nn_01.parquet")
+
+
+def test_a_rank_split_into_hub_shard_files_reads_as_one(generations, tmp_path):
+    """`nn_01-00000-of-00002.parquet` + `nn_01-00001-of-00002.parquet` (the Hub's shard names) are rank 1, in order."""
+    copy = hub_copy(generations, tmp_path)
+    data = copy / "E-MM1-100M" / "data"
+    table = pq.read_table(data / "nn_01.parquet")
+    os.remove(data / "nn_01.parquet")
+    half = table.num_rows // 2
+    pq.write_table(table.slice(0, half), data / "nn_01-00000-of-00002.parquet")
+    pq.write_table(table.slice(half), data / "nn_01-00001-of-00002.parquet")
+    sharded = prepare(str(copy), "phase1_nn1", tmp_path / "sharded")
+    assert sharded.data.table.equals(prepare(generations["hub"], "phase1_nn1", tmp_path / "ref").data.table)

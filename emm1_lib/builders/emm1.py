@@ -665,7 +665,8 @@ class EMM1(datasets.ArrowBasedBuilder):
                     yield table_key(shard_index, batch_index), table
 
         # The next batch is read and built (its modalities side by side: Arrow's kernels release the GIL) while
-        # `datasets` writes this one. One input batch at a time: never more than one row group in memory.
+        # `datasets` writes this one's table. Memory: those two batches (at most `batch_size` rows each; a row
+        # group is decoded one batch at a time), never a whole file.
         with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
             yield from prefetched(tables())
         for column, (count, files) in dangling.items():
