@@ -132,6 +132,15 @@ def _memory_status(out_dir: str = None) -> dict:
     return out
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (num_proc workers): less sensitive
+    than wall time to other jobs on a shared machine."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _dir_bytes(path: str, pattern: str = "*") -> int:
     return sum(os.path.getsize(p) for p in glob.glob(os.path.join(path, "**", pattern), recursive=True) if os.path.isfile(p))
 
@@ -189,7 +198,7 @@ def child_builder(args) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         builder.download_and_prepare(num_proc=args.num_proc if args.num_proc > 1 else None)
-    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(args.out),
+    result = {"op_s": time.perf_counter() - _T0, "cpu_s": _cpu_seconds(), "memory": _memory_status(args.out),
               "out_bytes": _dir_bytes(builder.cache_dir, "*.arrow")}
     if args.verify:
         result["digest"] = _digest_arrow(builder.as_dataset(split="train").data.table)

@@ -8,7 +8,8 @@ SEVERITIES = ("error", "warning", "note")
 class EMM1DataError(ValueError):
     """A metadata or media file is missing, malformed or unsafe; the message names the file and what to do.
 
-    `file` and `line` (1-based, header = 1) say where, when known; `code` names the broken rule
+    `file` and `line` (1-based, header = 1; in a Parquet file, the row numbered from 1) say where, when known;
+    `code` names the broken rule
     (the `emm1 validate` finding code).
     """
 
@@ -27,6 +28,10 @@ class DanglingIdWarning(UserWarning):
     """Ids referenced by a grouping file have no row in the matching infos table (kept as nulls, counted)."""
 
 
+class MissingRoleWarning(UserWarning):
+    """A pre-joined Parquet file has no column for an optional role (e.g. `source_dataset_image`): its output is null."""
+
+
 @dataclass(frozen=True)
 class Violation:
     """One broken data rule, as the rule functions of `emm1_lib.schema.rules` return it.
@@ -39,7 +44,8 @@ class Violation:
         message: the builder's error: names the file, the first offending line / row / id and value,
             and what to do.
         severity: "error" (the builder refuses), "warning" (kept and counted, or looks wrong) or "note".
-        lines: 1-based file lines (header = 1) of the offending rows, every one the rule could locate.
+        lines: 1-based file lines (header = 1) of the offending rows, every one the rule could locate (in a
+            Parquet file: rows numbered from 1).
         values: the offending values (or a description of each).
         count: how many rows / ids / values break the rule (exact, even when `lines` is shorter).
         summary: the validator's wording for all of them, without the file (the report prints it);

@@ -17,6 +17,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 import emm1
@@ -113,6 +116,49 @@ def two_files_for_id_7(tree):
 def long_caption(size):
     def edit(tree):
         set_cell(infos(tree, "text"), 6, "caption", "y" * size)
+    return edit
+
+
+def hub_file(tree, phase=1, index=0):
+    """A pre-joined Parquet file of a `schema="hub"` tree: nn_01.parquet, or the `index`-th pair file of phase 2."""
+    folder = os.path.join(tree.phase1_dir if phase == 1 else tree.phase2_dir, "data")
+    return os.path.join(folder, sorted(os.listdir(folder))[index])
+
+
+def edit_parquet(path, change):
+    table = pq.read_table(path)
+    pq.write_table(change(table), path)
+
+
+def set_parquet_cell(path, row, column, value):
+    """Set `column` on row `row` (numbered from 1, as the findings number Parquet rows) of a Parquet file."""
+    def change(table):
+        values = table[column].to_pylist()
+        values[row - 1] = value
+        return table.set_column(table.column_names.index(column), column, pa.array(values, table.schema.field(column).type))
+    edit_parquet(path, change)
+
+
+def annotation_codes_with(row, code):
+    def change(table):
+        codes = pc.add(pc.index_in(table["annotation"], value_set=pa.array(["Good Match", "Partial Match", "Bad Match"])), 1)
+        values = codes.to_pylist()
+        values[row - 1] = code
+        return table.set_column(table.column_names.index("annotation"), "annotation", pa.array(values, pa.int64()))
+    return change
+
+
+def with_modality_column(row, value):
+    """An explicit paired_modality column holding the file name's modality, except `value` on `row`."""
+    def edit(tree):
+        path = hub_file(tree, phase=2)
+        paired = os.path.basename(path).split("_to_")[0]
+
+        def change(table):
+            values = [paired] * table.num_rows
+            values[row - 1] = value
+            return table.append_column("paired_modality", pa.array(values))
+        edit_parquet(path, change)
     return edit
 
 
@@ -216,6 +262,40 @@ CORPUS: List[Case] = [
     Case("eshot_seed_media_0007", "eshot", pad_id_7, schema="seed", media=True, check_media=True),
     Case("eshot_seed_two_files_for_one_id", "eshot", two_files_for_id_7, schema="seed", media=True),
     Case("eshot_seed_missing_media", "eshot", lambda t: os.remove(os.path.join(*seed_audio(t))), schema="seed", media=True),
+    # the pre-joined Parquet generation (the Hub copy)
+    Case("clean_hub_phase1", "phase1", lambda t: None, schema="hub"),
+    Case("clean_hub_phase2", "phase2", lambda t: None, schema="hub"),
+    *[Case(f"hub_unsafe_{column}_{label}", "phase1", lambda t, c=column, v=value: set_parquet_cell(hub_file(t), 3, c, v),
+           schema="hub")
+      for column in ("file_name_image", "save_folder_audio")
+      for label, value in [("dotdot", "../../etc/passwd"), ("absolute", "/etc/passwd"), ("empty", "")]],
+    Case("hub_unsafe_path_in_phase2", "phase2", lambda t: set_parquet_cell(
+        hub_file(t, phase=2), 2, [c for c in pq.read_schema(hub_file(t, phase=2)).names if c.startswith("file_name_")][0],
+        "../x"), schema="hub"),
+    *[Case(f"hub_nn_index_{label}", "phase1", lambda t, v=value: set_parquet_cell(hub_file(t), 4, "nn_index", v), schema="hub")
+      for label, value in [("300", 300), ("0", 0), ("null", None), ("other_rank", 2)]],
+    Case("hub_dangling_id", "phase1", lambda t: set_parquet_cell(hub_file(t), 5, "file_name_video", None), schema="hub"),
+    Case("hub_missing_required_column", "phase1", lambda t: edit_parquet(hub_file(t), lambda x: x.drop_columns(["file_name_image"])),
+         schema="hub"),
+    Case("hub_missing_optional_column", "phase1",
+         lambda t: edit_parquet(hub_file(t), lambda x: x.drop_columns(["source_dataset_image", "encord_text_id"])), schema="hub"),
+    Case("hub_two_columns_for_one_role", "phase1",
+         lambda t: edit_parquet(hub_file(t), lambda x: x.append_column("Caption_Text", x["caption"])), schema="hub"),
+    Case("hub_unrecognised_layout", "phase2", lambda t: pq.write_table(pa.table({"a": [1], "b": ["x"]}), hub_file(t, phase=2)),
+         schema="hub"),
+    Case("hub_not_parquet", "phase1", lambda t: open(hub_file(t), "wb").write(b"PAR1 this is not parquet"), schema="hub"),
+    Case("hub_no_rows", "phase1", lambda t: edit_parquet(hub_file(t), lambda x: x.slice(0, 0)), schema="hub"),
+    Case("hub_pair_of_one_modality", "phase2",
+         lambda t: os.rename(hub_file(t, phase=2), os.path.join(os.path.dirname(hub_file(t, phase=2)), "image_to_image.parquet")),
+         schema="hub"),
+    Case("hub_unknown_annotation_label", "phase2", lambda t: set_parquet_cell(hub_file(t, phase=2), 2, "annotation", "Meh"),
+         schema="hub"),
+    Case("hub_annotation_null", "phase2", lambda t: set_parquet_cell(hub_file(t, phase=2), 1, "annotation", None), schema="hub"),
+    Case("hub_unknown_annotation_code", "phase2", lambda t: edit_parquet(hub_file(t, phase=2), annotation_codes_with(2, 7)),
+         schema="hub"),
+    Case("hub_annotation_codes", "phase2", lambda t: edit_parquet(hub_file(t, phase=2), annotation_codes_with(1, 1)),
+         schema="hub"),
+    Case("hub_modality_column_disagrees", "phase2", with_modality_column(2, "video"), schema="hub"),
 ]
 
 
@@ -225,6 +305,14 @@ EXPECTED = {
     "caption_longer_than_the_largest_block": "record_too_large", "annotation_labels_repeated": "bad_mapping",
     "category_json_superscript_two": "bad_json", "category_json_beyond_int64": "bad_json", "infos_id_hex": None,
     "infos_id_NA": "invalid_id", "eshot_seed_media_0007": None, "eshot_seed_two_files_for_one_id": "duplicate_media",
+    "clean_hub_phase1": None, "clean_hub_phase2": None, "hub_unsafe_file_name_image_dotdot": "unsafe_path",
+    "hub_unsafe_path_in_phase2": "unsafe_path", "hub_nn_index_300": "bad_value", "hub_nn_index_null": "bad_value",
+    "hub_nn_index_other_rank": None, "hub_dangling_id": None, "hub_missing_required_column": "missing_column",
+    "hub_missing_optional_column": None, "hub_two_columns_for_one_role": "repeated_column",
+    "hub_unrecognised_layout": "missing_column", "hub_not_parquet": "unreadable", "hub_no_rows": "no_data_rows",
+    "hub_pair_of_one_modality": "bad_value", "hub_unknown_annotation_label": "bad_value",
+    "hub_annotation_null": "bad_value", "hub_unknown_annotation_code": "bad_value", "hub_annotation_codes": None,
+    "hub_modality_column_disagrees": "bad_value",
 }
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.table import cast_table_to_features
@@ -34,6 +35,7 @@ from emm1_lib.builders.parameters import check_integer
 from emm1_lib.builders.parameters import check_media_option_values
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
+from emm1_lib.errors import MissingRoleWarning
 from emm1_lib.errors import raise_first
 from emm1_lib.media.features import media_feature
 from emm1_lib.schema.layout import EMM1_CITATION
@@ -58,7 +60,10 @@ from emm1_lib.io.tables import check_columns
 from emm1_lib.io.tables import range_row_line
 from emm1_lib.io.tables import read_csv_range
 from emm1_lib.io.tables import read_header
+from emm1_lib.schema import prejoined
 from emm1_lib.schema import rules
+from emm1_lib.schema.layout import PHASE2_ROLES
+from emm1_lib.schema.layout import locate_split_dir
 from emm1_lib.schema.triplets import DEFAULT_ANNOTATION_LABELS
 from emm1_lib.schema.triplets import annotation_codes_for
 from emm1_lib.schema.triplets import annotation_values
@@ -418,6 +423,9 @@ class EMM1(datasets.ArrowBasedBuilder):
         modalities = _check_modalities(self.config)
         self._data_dir()  # fail before any work when the metadata folder is not given or absent
         self._root()  # or when the media root is unknown
+        prejoined_dir = self._prejoined_dir()
+        if prejoined_dir is not None:
+            return self._prejoined_split_generators(prejoined_dir, modalities)
         if not self.config.is_phase1:
             split_dir = self._phase2_dir()
             _require_rows(join(split_dir, "triplets.csv"))
@@ -472,8 +480,10 @@ class EMM1(datasets.ArrowBasedBuilder):
                 features[f"{m}_{column}"] = datasets.ClassLabel(names=names)
         self.info.features = datasets.Features(features)
 
-    def _generate_tables(self, split_dir: str, headers=None, shards=None):
-        if self.config.is_phase1:
+    def _generate_tables(self, split_dir: str, headers=None, shards=None, prejoined_files=None):
+        if prejoined_files is not None:
+            yield from self._generate_prejoined(split_dir, shards, prejoined_files)
+        elif self.config.is_phase1:
             yield from self._generate_phase1(split_dir, headers, shards)
         else:
             yield from self._generate_phase2(split_dir)
@@ -602,6 +612,204 @@ class EMM1(datasets.ArrowBasedBuilder):
             columns[m] = pc.if_else(
                 in_paired, paths["paired"], pc.if_else(in_annotated, paths["annotated"], pa.scalar(None, pa.string()))
             )
+        return cast_table_to_features(pa.table(columns), self.info.features)
+
+    # -- the pre-joined Parquet generation (the official Hub copy) ------------------------------
+
+    def _prejoined_dir(self) -> Optional[str]:
+        """The folder of this config's pre-joined Parquet files, when `data_dir` holds no CSV generation for it
+        (None: read the CSVs). Neither generation: an error naming every place tried for both."""
+        data_dir = self._data_dir()
+        phase1 = self.config.is_phase1
+        marker, folders = (f"nn_{self.config.nn_index or 1}/data_groups.csv", PHASE1_FOLDERS) if phase1 \
+            else ("triplets.csv", PHASE2_FOLDERS)
+        if locate_split_dir(data_dir, folders, [marker]) is not None:
+            return None
+        found = prejoined.locate_prejoined_dir(data_dir, phase1)
+        if found is not None:
+            return found
+        try:
+            find_split_dir(data_dir, folders, marker, f"config {self.config.name}")
+        except EMM1DataError as err:
+            files = "nn_01.parquet ... nn_16.parquet" if phase1 else "{paired}_to_{annotated}.parquet"
+            tried = "\n  ".join(prejoined.prejoined_candidates(data_dir, phase1))
+            raise EMM1DataError(f"{err}\nNor the pre-joined Parquet generation (the Hub copy): no {files} in\n  {tried}",
+                                file=err.file, code=err.code) from None
+        return None  # pragma: no cover - find_split_dir raised above
+
+    def _prejoined_split_generators(self, folder: str, modalities: List[str]):
+        """Shards = (file, row group): `num_proc`, streaming workers and nodes spread over files x row groups."""
+        phase1 = self.config.is_phase1
+        found = prejoined.prejoined_files(folder, phase1)
+        if phase1:
+            keys = [self.config.nn_index] if self.config.nn_index else list(range(1, NUM_NEIGHBOURS + 1))
+            absent = [k for k in keys if k not in found]
+            if absent:
+                missing = join(folder, prejoined.phase1_file_name(absent[0]))
+                raise EMM1DataError(
+                    f"config {self.config.name}: {missing} not found (neighbour file nn_{absent[0]:02d}); {folder} holds "
+                    f"the neighbour files {sorted(found)}.", file=missing, code="missing_file")
+        else:  # a triplet is kept when both its modalities are wanted: so is a pair's file
+            keys = [key for key in sorted(found) if key[0] in modalities and key[1] in modalities]
+        files = [prejoined.describe_file(path, key, modalities) for key in keys for path in found[key]]
+        missing_roles: Dict[str, List[str]] = {}
+        for described in files:
+            raise_first(prejoined.file_violations(described))
+            for role in described.columns.missing_optional:
+                missing_roles.setdefault(role.describe(), []).append(described.path)
+        if missing_roles:
+            paths = sorted({p for ps in missing_roles.values() for p in ps})
+            warnings.warn(
+                f"{self.config.name}: the pre-joined files ({paths[0]}{f' and {len(paths) - 1} more' if len(paths) > 1 else ''}) "
+                f"have no column for {', '.join(missing_roles)}; those output columns are null.",
+                MissingRoleWarning, stacklevel=2)
+        features = dict(self.info.features)
+        if not phase1:
+            mapping = prejoined.annotation_mapping(folder)
+            features["annotation"] = datasets.ClassLabel(names=list(mapping.values()))
+            if self.config.annotations:  # a bad filter value fails here, before any data is read
+                annotation_codes_for(self.config.annotations, list(mapping), features["annotation"].names)
+        elif self.config.provenance_labels:
+            for m in modalities:
+                for column in PROVENANCE_COLUMNS:
+                    names = sorted({v for d in files for v in prejoined.distinct_strings(d, f"{m}.{column}")})
+                    features[f"{m}_{column}"] = datasets.ClassLabel(names=names)
+        self.info.features = datasets.Features(features)
+        shards = [(d.path, index, start) for d in files for index, start in enumerate(d.row_group_starts())]
+        return [datasets.SplitGenerator(
+            name=datasets.Split.TRAIN,
+            # `shards` is the only list: datasets splits it across processes, workers and nodes.
+            gen_kwargs={"split_dir": folder, "shards": shards, "prejoined_files": {d.path: d for d in files}},
+        )]
+
+    def _generate_prejoined(self, folder: str, shards, files: Dict[str, "prejoined.PrejoinedFile"]) -> Iterator:
+        """No join: each row group streams in batches of `batch_size` rows, paths are joined on whole columns."""
+        modalities = _check_modalities(self.config)
+        root = self._root()
+        phase1 = self.config.is_phase1
+        mapping = None if phase1 else prejoined.annotation_mapping(folder)
+        dangling: Dict[str, Tuple[DanglingCount, set]] = {}  # id column -> its count, the files with dangling ids
+
+        def tables():
+            for shard_index, (path, row_group, first_row) in enumerate(shards):
+                described = files[path]
+                row = first_row
+                for batch_index, batch in enumerate(prejoined.iter_row_group(described, row_group, self.config.batch_size)):
+                    where = rules.Rows.parquet(row, span=f" (row group {row_group})")
+                    row += batch.num_rows
+                    if phase1:
+                        table = self._prejoined_phase1_table(batch, described, where, root, modalities, dangling, pool)
+                    else:
+                        table = self._prejoined_phase2_table(batch, described, where, root, modalities, dangling, mapping)
+                    yield table_key(shard_index, batch_index), table
+
+        # The next batch is read and built (its modalities side by side: Arrow's kernels release the GIL) while
+        # `datasets` writes this one's table. Memory: those two batches (at most `batch_size` rows each; a row
+        # group is decoded one batch at a time), never a whole file.
+        with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
+            yield from prefetched(tables())
+        for column, (count, files) in dangling.items():
+            if count.count:
+                what = "caption" if column == "encord_text_id" else "save folder or file name"
+                files = sorted(files)
+                where = files[0] + (f" and {len(files) - 1} more file(s)" if len(files) > 1 else "")
+                warnings.warn(
+                    f"{self.config.name}: {count.count} {column} value(s) in {where} have no {what} "
+                    f"(e.g. {count.examples}); those rows are kept with null paths/captions. `emm1 validate` lists them all.",
+                    DanglingIdWarning, stacklevel=2)
+
+    def _count_prejoined_dangling(self, dangling, path: str, column: str, ids: pa.Array, values: pa.Array) -> None:
+        """A valid id whose joined value is null: the pre-joined form of an id without an infos row (one count per
+        id column over all files, as the CSV route counts one per infos table)."""
+        count, files = dangling.setdefault(column, (DanglingCount(column, path), set()))
+        before = count.count
+        count.add(ids, values)
+        if count.count > before:
+            files.add(path)
+
+    def _prejoined_media(self, batch, described, owner: str, modality: str, where, root: str, dangling):
+        """(ids, paths) of one item of a batch: the unsafe-part rule first, then the README path formula."""
+        n = batch.num_rows
+        raise_first(prejoined.unsafe_parts(batch, described, owner, where))
+        ids = prejoined.as_int64(prejoined.role_column(batch, described, f"{owner}.id"), n)
+        paths = prejoined.media_paths(root, self._folder(modality), prejoined.role_column(batch, described, f"{owner}.save_folder"),
+                                      prejoined.role_column(batch, described, f"{owner}.file_name"), n)
+        column = described.columns.get(f"{owner}.id") or f"encord_{owner}_id"
+        self._count_prejoined_dangling(dangling, described.path, column, ids, paths)
+        return ids, paths
+
+    def _prejoined_text(self, batch, described, dangling) -> Tuple[pa.Array, pa.Array]:
+        n = batch.num_rows
+        text_ids = prejoined.as_int64(prejoined.role_column(batch, described, "text.id"), n)
+        caption = prejoined.as_strings(prejoined.role_column(batch, described, "text.caption"), n)
+        self._count_prejoined_dangling(dangling, described.path, "encord_text_id", text_ids, caption)
+        return text_ids, caption
+
+    def _prejoined_phase1_table(self, batch, described, where, root: str, modalities, dangling,
+                                pool: Optional[ThreadPoolExecutor] = None) -> pa.Table:
+        """One output table; with a `pool`, the modalities are built on it while this thread does the text."""
+        n = batch.num_rows
+
+        def media_columns(m: str) -> Dict[str, pa.Array]:
+            ids, paths = self._prejoined_media(batch, described, m, m, where, root, dangling)
+            columns = {f"encord_{m}_id": ids}
+            if self.config.file_path_columns:
+                columns[f"{m}_file_path"] = paths
+            columns[m] = paths
+            for column in PROVENANCE_COLUMNS:
+                values = prejoined.role_column(batch, described, f"{m}.{column}")
+                feature = self.info.features[f"{m}_{column}"]
+                if isinstance(feature, datasets.ClassLabel):
+                    columns[f"{m}_{column}"] = prejoined.label_codes(values, feature.names, n)
+                else:
+                    columns[f"{m}_{column}"] = prejoined.as_strings(values, n)
+            return columns
+
+        pending = [pool.submit(media_columns, m) for m in modalities] if pool is not None else None
+        text_ids, caption = self._prejoined_text(batch, described, dangling)
+        nn_index = prejoined.role_column(batch, described, "nn_index")
+        if nn_index is not None:
+            raise_first(rules.nn_index(nn_index, text_ids, described.path, where))
+        else:  # the file name's k
+            nn_index = pa.array(np.full(n, described.key, dtype=np.int8))
+        columns = {"encord_text_id": text_ids, "caption": caption, "nn_index": nn_index}
+        for part in ([f.result() for f in pending] if pending is not None else map(media_columns, modalities)):
+            columns.update(part)
+        return cast_table_to_features(pa.table(columns), self.info.features)
+
+    def _prejoined_phase2_table(self, batch, described, where, root: str, modalities, dangling,
+                                mapping: Dict[int, str]) -> pa.Table:
+        codes, labels = list(mapping), self.info.features["annotation"].names
+        text_ids = prejoined.as_int64(prejoined.role_column(batch, described, "text.id"), batch.num_rows)
+        annotation = prejoined.role_column(batch, described, "annotation")
+        explicit = {role: (described.columns.get(f"{role}.modality"), modality,
+                           prejoined.role_column(batch, described, f"{role}.modality"))
+                    for role, modality in zip(PHASE2_ROLES, described.key) if described.columns.get(f"{role}.modality")}
+        raise_first(rules.prejoined_triplets(described.path, explicit, annotation, codes, labels, text_ids, where))
+        index = prejoined.annotation_index(annotation, codes, labels)
+        if self.config.annotations:
+            wanted = [codes.index(c) for c in annotation_codes_for(self.config.annotations, codes, labels)]
+            keep = pc.is_in(index, value_set=pa.array(wanted, pa.int64()))
+            batch, index = batch.filter(keep), index.filter(keep)
+        n = batch.num_rows
+        text_ids, caption = self._prejoined_text(batch, described, dangling)
+        items = {role: self._prejoined_media(batch, described, role, modality, where, root, dangling)
+                 for role, modality in zip(PHASE2_ROLES, described.key)}
+        paired, annotated = described.key
+        columns = {
+            "encord_text_id": text_ids,
+            "caption": caption,
+            "paired_modality": pa.array([paired] * n, pa.string()),
+            "annotated_modality": pa.array([annotated] * n, pa.string()),
+            "encord_paired_id": items["paired"][0],
+            "encord_annotated_id": items["annotated"][0],
+            "paired_file_path": items["paired"][1],
+            "annotated_file_path": items["annotated"][1],
+            "annotation": index,
+        }
+        for m in modalities:
+            columns[m] = items["paired"][1] if m == paired else items["annotated"][1] if m == annotated \
+                else pa.nulls(n, pa.string())
         return cast_table_to_features(pa.table(columns), self.info.features)
 
     # -- reporting ----------------------------------------------------------------------------

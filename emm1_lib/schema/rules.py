@@ -24,6 +24,7 @@ from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import NUM_NEIGHBOURS
 from emm1_lib.schema.layout import TRIPLET_COLUMNS
 from emm1_lib.schema.paths import unsafe_mask
+from emm1_lib.schema.roles import ColumnMap
 
 # A column as a table holds it (chunked) or as one array.
 Column = Union[pa.Array, pa.ChunkedArray]
@@ -37,24 +38,33 @@ class Rows:
     """Where the rows of a checked table sit in their file, for the lines of violations.
 
     Attributes:
-        lines: the file line (1-based, header = 1) of each row. None: row i is on line i + 2 (a file read
-            from its start, one line per record).
+        lines: the file line (1-based, header = 1) of each row. None: row i is on line i + `start` (a file
+            read from its start, one line per record).
         locate: for a table read from a byte range: finds the line of one row on demand (slow, so only the
             first offending row gets a line).
         span: added after the line in messages, e.g. " (in bytes 0-16777216)".
+        start: the number of row 0 when `lines` and `locate` are None (2: the line after a CSV header).
+        unit: what the numbers count: "line" (CSV files) or "row" (Parquet files: 1-based rows of the file).
     """
 
     lines: Optional[np.ndarray] = None
     locate: Optional[Callable[[int], Optional[int]]] = None
     span: str = ""
+    start: int = 2
+    unit: str = "line"
+
+    @classmethod
+    def parquet(cls, first_row: int, span: str = "") -> "Rows":
+        """Rows of a Parquet batch whose row 0 is row `first_row` (0-based) of its file: numbered from 1."""
+        return cls(span=span, start=first_row + 1, unit="row")
 
     def line(self, row: int) -> Optional[int]:
-        """The file line of row `row`."""
+        """The file line (or Parquet row number) of row `row`."""
         if self.lines is not None:
             return int(self.lines[row])
         if self.locate is not None:
             return self.locate(int(row))
-        return int(row) + 2
+        return int(row) + self.start
 
     def lines_of(self, rows: np.ndarray) -> Tuple[int, ...]:
         """The file lines of `rows` (only the first one's when lines are located on demand)."""
@@ -63,7 +73,7 @@ class Rows:
         if self.locate is not None:
             line = self.locate(int(rows[0])) if len(rows) else None
             return (line,) if line is not None else ()
-        return tuple(int(x) + 2 for x in rows)
+        return tuple(int(x) + self.start for x in rows)
 
 
 def _numpy(mask) -> np.ndarray:
@@ -73,7 +83,9 @@ def _numpy(mask) -> np.ndarray:
 
 
 def _flat(values):
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if isinstance(values, pa.ChunkedArray):  # one chunk: a view, not a copy
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values
 
 
 def _plain(value: Any) -> Any:
@@ -89,7 +101,9 @@ def _values(column, rows: np.ndarray) -> Tuple[Any, ...]:
 
 
 def _row_at(path: str, rows: Rows, row: int, what: Optional[str] = None) -> str:
-    """`path: data row R (line L, what)`: where a row-level message starts."""
+    """`path: data row R (line L, what)`: where a row-level message starts (`path: row R (what)` in Parquet)."""
+    if rows.unit == "row":
+        return f"{path}: row {rows.line(row)}" + (f" ({what})" if what else "") + rows.span
     inside = f"line {rows.line(row)}" + (f", {what}" if what else "")
     return f"{path}: data row {row + 1} ({inside}){rows.span}"
 
@@ -222,7 +236,7 @@ def unsafe_path_parts(table: pa.Table, columns: Sequence[str], path: str, id_col
         found.append(Violation(
             "unsafe_path", path,
             f"{_row_at(path, rows, first, f'{id_column}={first_id}')}: unsafe {column} {values[first].as_py()!r}. "
-            f"{_UNSAFE_HINT} Fix the row in the CSV.",
+            f"{_UNSAFE_HINT} Fix the row in the {'CSV' if rows.unit == 'line' else 'file'}.",
             lines=rows.lines_of(bad), values=examples, count=len(bad),
             summary=f"{{count}} unsafe {column} value(s). {_UNSAFE_HINT}",
         ))
@@ -269,7 +283,7 @@ def nn_index(values: Column, text_ids: Column, path: str, rows: Rows, folder_k: 
         first = int(bad[0])
         found.append(Violation(
             "bad_value", path,
-            f"{path}, line {rows.line(first)}{rows.span}: nn_index {_flat(values)[first].as_py()} "
+            f"{path}, {rows.unit} {rows.line(first)}{rows.span}: nn_index {_flat(values)[first].as_py()} "
             f"(encord_text_id={_flat(text_ids)[first].as_py()}) is not a neighbour rank 1-{NUM_NEIGHBOURS}.",
             lines=rows.lines_of(bad), values=_values(values, bad), count=len(bad),
             summary=f"{{count}} row(s) have an nn_index that is not a neighbour rank 1-{NUM_NEIGHBOURS} (or none); "
@@ -281,8 +295,8 @@ def nn_index(values: Column, text_ids: Column, path: str, rows: Rows, folder_k: 
             first = int(other[0])
             found.append(Violation(
                 "nn_index_mismatch", path,
-                f"{path}, line {rows.line(first)}{rows.span}: nn_index {_flat(values)[first].as_py()} in the folder "
-                f"nn_{folder_k}; the builder keeps the file's value.",
+                f"{path}, {rows.unit} {rows.line(first)}{rows.span}: nn_index {_flat(values)[first].as_py()} in the "
+                f"{'folder' if rows.unit == 'line' else 'file of'} nn_{folder_k}; the builder keeps the file's value.",
                 severity="warning", lines=rows.lines_of(other), values=_values(values, other), count=len(other),
                 summary=f"{{count}} row(s) have an nn_index other than {folder_k}, the neighbour rank of the folder "
                         f"nn_{folder_k}; the builder does not check this and keeps the file's value.",
@@ -554,8 +568,107 @@ def missing_seed_media(ids: Column, names: Sequence[Optional[str]], folder: str,
     )]
 
 
+# ---------------------------------------------------------------------------------------------- pre-joined Parquet
+
+
+def prejoined_columns(column_map: ColumnMap) -> List[Violation]:
+    """The columns of a pre-joined Parquet file (`emm1_lib.schema.roles`): two columns filling one role
+    (`repeated_column`) and a required role no column fills (`missing_column`) are errors, the latter listing the
+    file's columns and every role expected; an optional role without a column is a warning (`missing_role`:
+    the builder's output column is null)."""
+    path = column_map.file
+    found: List[Violation] = []
+    for key, columns in column_map.ambiguous.items():
+        role = next(r for r in column_map.roles if r.key == key)
+        found.append(Violation(
+            "repeated_column", path,
+            f"{path}: columns {columns} all fill the role {role.describe()}; which one is meant is unknown. Keep one.",
+            values=tuple(columns), count=len(columns),
+            summary=f"columns {columns} all fill the role {role.describe()}; keep one.",
+        ))
+    missing = column_map.missing_required
+    if missing:
+        expected = "; ".join(f"{r.describe()}{'' if r.required else ' [optional]'}" for r in column_map.roles)
+        what = (f"no column for {', '.join(r.describe() for r in missing)}, so this is not a pre-joined E-MM1 layout "
+                f"the reader knows. The file's columns: {column_map.found}. Roles expected (accepted names, "
+                f"case-insensitive): {expected}.")
+        found.append(Violation("missing_column", path, f"{path}: {what}", values=tuple(r.key for r in missing),
+                               count=len(missing), summary=what))
+    optional = column_map.missing_optional
+    if optional:
+        what = (f"no column for {', '.join(r.describe() for r in optional)}: the builder fills those output "
+                "columns with nulls.")
+        found.append(Violation("missing_role", path, f"{path}: {what}", severity="warning",
+                               values=tuple(r.key for r in optional), count=len(optional), summary=what))
+    return found
+
+
+def prejoined_rows(path: str, num_rows: int) -> List[Violation]:
+    """A pre-joined file must hold rows (`no_data_rows`), as a grouping or triplets CSV must."""
+    if num_rows:
+        return []
+    return [Violation(
+        "no_data_rows", path, f"{path}: the file has no rows, so there is nothing to prepare. Is it truncated? "
+        "Download it again.",
+        summary="the file has no rows: every config reading it fails. Is it truncated? Download it again.",
+    )]
+
+
+def prejoined_pair(path: str, paired: str, annotated: str) -> List[Violation]:
+    """A `{paired}_to_{annotated}.parquet` file links two different modalities (`bad_value`)."""
+    if paired != annotated:
+        return []
+    what = (f"the file name pairs {paired!r} with itself; a triplet links two different modalities. Rename the file "
+            "after its pair, e.g. audio_to_image.parquet.")
+    return [Violation("bad_value", path, f"{path}: {what}", values=(paired,), summary=what)]
+
+
+def _row_violation(path: str, rows: Rows, bad: np.ndarray, column: Column, text_ids: Optional[Column], what: str,
+                   hint: str, summary: str) -> Violation:
+    first = int(bad[0])
+    where = f"encord_text_id={_flat(text_ids)[first].as_py()}" if text_ids is not None else None
+    return Violation(
+        "bad_value", path, f"{_row_at(path, rows, first, where)}: {what.format(_flat(column)[first].as_py())}. {hint}",
+        lines=rows.lines_of(bad), values=_values(column, bad), count=len(bad), summary=f"{{count}} row(s): {summary}.",
+    )
+
+
+def prejoined_triplets(path: str, modalities: Dict[str, Tuple[str, str, Column]], annotation: Column,
+                       codes: Sequence[int], labels: Sequence[str], text_ids: Optional[Column] = None,
+                       rows: Rows = Rows()) -> List[Violation]:
+    """Row rules of a `{paired}_to_{annotated}.parquet` file (`bad_value` errors): an explicit modality column
+    (`modalities`: role -> (column, the file's modality, values)) must hold the file's modality; `annotation` is a
+    known code (integers, `annotation_mapping.csv`) or a known label (text)."""
+    found: List[Violation] = []
+    for role, (column, expected, values) in modalities.items():
+        bad = np.flatnonzero(~_numpy(pc.equal(values, expected)))
+        if len(bad):
+            found.append(_row_violation(
+                path, rows, bad, values, text_ids, f"{column} {{!r}} in a file of {role} modality {expected!r}",
+                "A file holds one modality pair, the one its name gives.", f"{column} is not {expected!r} (the file name's)"))
+    kind = _flat(annotation).type
+    if pa.types.is_dictionary(kind):
+        annotation, kind = _flat(annotation).cast(kind.value_type), kind.value_type
+    if pa.types.is_integer(kind):
+        known = pa.array(list(codes), pa.int64())
+        bad = np.flatnonzero(~_numpy(pc.is_in(_flat(annotation).cast(pa.int64()), value_set=known)))
+        what, hint, summary = ("unknown annotation code {!r}", f"Known codes (annotation_mapping.csv): {list(codes)}.",
+                               f"unknown annotation code (known: {list(codes)})")
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        bad = np.flatnonzero(~_numpy(pc.is_in(annotation, value_set=pa.array(list(labels), pa.string()))))
+        what, hint, summary = ("unknown annotation label {!r}", f"Known labels (annotation_mapping.csv): {list(labels)}.",
+                               f"unknown annotation label (known: {list(labels)})")
+    else:
+        return found + [Violation("bad_value", path, f"{path}: the annotation column holds {kind}; expected integer "
+                                  f"codes {list(codes)} or labels {list(labels)}.", values=(str(kind),))]
+    if len(bad):
+        found.append(_row_violation(path, rows, bad, annotation, text_ids, what, hint, summary))
+    return found
+
+
 __all__ = [
     "Column", "MAX_VALUES", "Rows", "annotation_mapping", "annotation_mapping_header", "category_lists", "category_rows",
     "column_violations", "data_rows", "infos_ids", "int64_cells", "json_problem", "media_by_id", "missing_seed_media",
-    "nn_index", "triplet_roles", "triplet_rows", "triplets_schema", "unsafe_path_parts",
+    "nn_index", "prejoined_columns", "prejoined_pair", "prejoined_rows", "prejoined_triplets", "triplet_roles",
+    "triplet_rows", "triplets_schema", "unsafe_path_parts",
 ]

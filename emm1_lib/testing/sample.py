@@ -7,6 +7,11 @@ The layout keeps metadata and media apart, as the upstream download does:
     OUT/media/      the media root (`root_data_path`): {save_folder}/{modality}/{file_name},
                     released EShot media at eshot/{audio,points}/{file_name}
 
+The pre-joined Parquet generation (`schema="hub"`, the official Hub copy) is the released tree joined:
+`OUT/metadata/E-MM1-100M/data/nn_{01..16}.parquet` and `OUT/metadata/E-MM1-1M/data/{paired}_to_{annotated}.parquet`
+(with `annotation_mapping.csv` in the repository root), the same rows as the released tree of the same seed;
+EShot stays CSV/JSON, as released.
+
 The seed draft's EShot media stay inside the metadata folder (`eshot/audio/`, `eshot/point-clouds/`),
 named by id, as the draft describes. Columns are
 built with numpy and written by pyarrow, so a full-size tree (6.7 M captions) takes seconds,
@@ -15,6 +20,7 @@ deterministic by seed. Media files are real (JPEG/PNG, WAV/FLAC/MP4-AAC, MP4 vid
 """
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -26,7 +32,7 @@ import pyarrow.csv as pacsv
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import NUM_NEIGHBOURS
 
-SCHEMAS = ("released", "seed")
+SCHEMAS = ("released", "seed", "hub")
 # Formats cycle over the rows of an infos table, so every decoder gets real files to read.
 DEFAULT_FORMATS: Dict[str, Tuple[str, ...]] = {
     "image": (".jpg", ".png"),
@@ -240,6 +246,25 @@ def _write_eshot(rng, metadata_dir: str, media_root: str, schema: str, num_categ
     return out
 
 
+def _hub_tree(released: SampleTree) -> SampleTree:
+    """The pre-joined Parquet form of a released tree, in place of its CSV split folders (EShot stays)."""
+    from emm1_lib.schema.prejoined import write_prejoined_phase1
+    from emm1_lib.schema.prejoined import write_prejoined_phase2
+    from emm1_lib.schema.roles import HUB_DATA_FOLDER
+    from emm1_lib.schema.roles import HUB_PHASE1_FOLDERS
+    from emm1_lib.schema.roles import HUB_PHASE2_FOLDERS
+
+    phase1 = os.path.join(released.metadata_dir, HUB_PHASE1_FOLDERS[0])
+    phase2 = os.path.join(released.metadata_dir, HUB_PHASE2_FOLDERS[0])
+    nn_indices = sorted(int(name[3:]) for name in os.listdir(released.phase1_dir) if name.startswith("nn_"))
+    write_prejoined_phase1(released.phase1_dir, os.path.join(phase1, HUB_DATA_FOLDER), nn_indices)
+    write_prejoined_phase2(released.phase2_dir, os.path.join(phase2, HUB_DATA_FOLDER))
+    shutil.rmtree(released.phase1_dir)
+    shutil.rmtree(released.phase2_dir)
+    released.schema, released.phase1_dir, released.phase2_dir = "hub", phase1, phase2
+    return released
+
+
 def generate_sample_tree(
     out_dir: str,
     schema: str = "released",
@@ -260,8 +285,9 @@ def generate_sample_tree(
     Metadata go to `out_dir/metadata/`, media to the media root `out_dir/media/` (see the module docstring).
 
     Args:
-        schema: "released" (`e-mm1_100m/`, `e-mm1_1m/`, provenance columns, `paired_modality`…) or
-            "seed" (`encord_phase_*_dataset/`, minimal infos, long-format triplets, no `nn_index`).
+        schema: "released" (`e-mm1_100m/`, `e-mm1_1m/`, provenance columns, `paired_modality`…),
+            "seed" (`encord_phase_*_dataset/`, minimal infos, long-format triplets, no `nn_index`) or
+            "hub" (the released tree's rows as the pre-joined Parquet of the Hub copy, see the module docstring).
         num_captions: rows of `text.csv` and of each `nn_k/data_groups.csv` (before duplicates).
         num_media: infos rows per modality and phase (each with a media file when `media`).
         num_neighbours: how many `nn_k` folders to write (16 in the real dataset).
@@ -275,6 +301,10 @@ def generate_sample_tree(
     """
     if schema not in SCHEMAS:
         raise ValueError(f"schema={schema!r}; choose from {SCHEMAS}.")
+    if schema == "hub":
+        return _hub_tree(generate_sample_tree(
+            out_dir, "released", num_captions, num_media, num_neighbours, num_triplets, eshot_categories,
+            eshot_per_category, seed, media, dangling, duplicate_groups, formats))
     rng = np.random.default_rng(seed)
     formats = {**DEFAULT_FORMATS, **(formats or {})}
     metadata_dir = os.path.join(os.path.abspath(out_dir), "metadata")

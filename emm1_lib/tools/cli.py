@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "non-empty folder is refused (exit status 2) unless --force is given.",
     )
     sample.add_argument("out_dir", metavar="OUT_DIR")
-    sample.add_argument("--schema", choices=SCHEMAS, default="released")
+    sample.add_argument("--schema", choices=SCHEMAS, default="released",
+                        help="metadata generation: released or seed (CSV), hub (the pre-joined Parquet of the Hub copy)")
     sample.add_argument("--captions", type=count_arg(1), default=24, help="captions (rows per nn_k file)")
     sample.add_argument("--media-per-modality", type=count_arg(1), default=6, help="infos rows per modality and phase")
     sample.add_argument("--seed", type=count_arg(0), default=0)

@@ -53,6 +53,15 @@ from emm1_lib.tools.hub_card import render_card
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import PATH_SUFFIX
 from emm1_lib.io.fs import normalize_root
+from emm1_lib.schema.layout import NUM_NEIGHBOURS
+from emm1_lib.schema.layout import PHASE1_FOLDERS
+from emm1_lib.schema.layout import PHASE2_FOLDERS
+from emm1_lib.schema.layout import find_split_dir
+from emm1_lib.schema.prejoined import write_prejoined_phase1
+from emm1_lib.schema.prejoined import write_prejoined_phase2
+from emm1_lib.schema.roles import HUB_DATA_FOLDER
+from emm1_lib.schema.roles import HUB_PHASE1_FOLDERS
+from emm1_lib.schema.roles import HUB_PHASE2_FOLDERS
 
 DEFAULT_MAX_SHARD_BYTES = 256 << 20
 DEFAULT_ROW_GROUP_ROWS = 100_000
@@ -340,6 +349,102 @@ def export(
     return ExportResult(out_dir, card_path, exported)
 
 
+# -- the pre-joined layout of the Hub copy ------------------------------------------------------
+
+HUB_REPOS = {"phase1": HUB_PHASE1_FOLDERS[0], "phase2": HUB_PHASE2_FOLDERS[0]}
+
+
+@dataclass
+class HubExportResult:
+    """What `export_hub` wrote: per repository folder (`E-MM1-100M`, `E-MM1-1M`), its Parquet files and rows."""
+
+    out_dir: str
+    files: Dict[str, List[str]]  # repository folder -> files relative to it, "/"-separated
+    rows: Dict[str, int]  # file (relative to out_dir) -> rows
+
+
+def _hub_card(repo: str, files: Sequence[str]) -> str:
+    """A dataset card whose `configs:` block names each Parquet file, so stock `datasets` loads them by name."""
+    lines = ["---", "configs:"]
+    for index, name in enumerate(files):
+        lines += [f"- config_name: {name.rsplit('/', 1)[-1].split('.')[0]}", f"  data_files: {name}"]
+        if index == 0:
+            lines.append("  default: true")
+    lines += ["---", "", f"# {repo}", "",
+              "E-MM1 metadata pre-joined: each row holds the caption and the save folder, file name and provenance "
+              "of its media items (" + ("one file per neighbour rank `nn_01` ... `nn_16`" if repo == HUB_REPOS["phase1"]
+                                       else "one file per paired -> annotated modality pair") + ").",
+              "Media paths are `ROOT_DATA_PATH/save_folder/{modality}/file_name`. The `emm1` builder reads this "
+              "folder as its `data_dir`.", ""]
+    return "\n".join(lines)
+
+
+def export_hub(
+    out_dir: str,
+    data_dir: str,
+    configs: Optional[Sequence[str]] = None,
+    *,
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    overwrite: bool = False,
+) -> HubExportResult:
+    """Write the pre-joined Parquet generation (the layout of the official Hub copy) from a CSV generation.
+
+    `out_dir/E-MM1-100M/data/nn_{01..16}.parquet` (phase-1 configs) and
+    `out_dir/E-MM1-1M/data/{paired}_to_{annotated}.parquet` plus `annotation_mapping.csv` (`phase2_triplets`),
+    each repository folder with a `README.md` whose `configs:` name the files: what a maintainer would push.
+    The builders read either folder (or `out_dir`) as `data_dir`. Parquet as the export writes it (zstd,
+    row groups of `row_group_rows`, page index).
+
+    Args:
+        out_dir: the folder to write (created; must be empty, or `overwrite=True`).
+        data_dir: the E-MM1 metadata folder of a CSV generation (seed or released), local or URL.
+        configs: which files: `phase1_nn{k}` (one rank), `phase1_all` (all 16), `phase2_triplets` (every pair);
+            default all.
+        row_group_rows: rows per Parquet row group (the builder's unit of sharding).
+        overwrite: replace the repository folders of an existing export.
+    """
+    if row_group_rows <= 0:
+        raise ValueError("row_group_rows must be positive.")
+    available = builder_config_names()
+    names = list(configs) if configs else [n for n in available if not n.startswith("eshot")]
+    unknown = [n for n in names if n not in available or n.startswith("eshot")]
+    if unknown:
+        raise ValueError(f"Unknown config(s) for the hub layout {unknown}; choose from "
+                         f"{[n for n in available if not n.startswith('eshot')]} (EShot stays CSV/JSON, as released).")
+    nn_indices = sorted({k for n in names for k in (range(1, NUM_NEIGHBOURS + 1) if n == "phase1_all"
+                                                     else [int(n[len("phase1_nn"):])] if n.startswith("phase1_nn") else [])})
+    repos = ([HUB_REPOS["phase1"]] if nn_indices else []) + ([HUB_REPOS["phase2"]] if "phase2_triplets" in names else [])
+    out_dir = os.path.abspath(os.path.expanduser(out_dir))
+    _check_out_dir(out_dir, repos, overwrite)
+    os.makedirs(out_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir)
+    result = HubExportResult(out_dir, {}, {})
+    try:
+        for repo in repos:
+            repo_dir = os.path.join(staging, repo)
+            data = os.path.join(repo_dir, HUB_DATA_FOLDER)
+            if repo == HUB_REPOS["phase1"]:
+                split_dir = find_split_dir(data_dir, PHASE1_FOLDERS, f"nn_{nn_indices[0]}/data_groups.csv", "export --layout hub")
+                written = write_prejoined_phase1(split_dir, data, nn_indices, row_group_rows)
+            else:
+                split_dir = find_split_dir(data_dir, PHASE2_FOLDERS, "triplets.csv", "export --layout hub")
+                written = write_prejoined_phase2(split_dir, data, row_group_rows)
+            files = [f"{HUB_DATA_FOLDER}/{os.path.basename(p)}" for p in written]
+            with open(os.path.join(repo_dir, "README.md"), "w", encoding="utf-8") as f:
+                f.write(_hub_card(repo, files))
+            result.files[repo] = files
+            for path, name in zip(written, files):
+                result.rows[f"{repo}/{name}"] = pq.ParquetFile(path).metadata.num_rows
+        for repo in repos:  # move into place only once everything was written
+            target = os.path.join(out_dir, repo)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(staging, repo), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
 # -- command line -------------------------------------------------------------------------------
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -376,12 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", help="datasets cache for the prepared configs")
     parser.add_argument("--num-proc", type=int, help="processes for preparing each config")
     parser.add_argument("--overwrite", action="store_true", help="replace README.md and the exported configs' folders")
+    parser.add_argument("--layout", choices=("configs", "hub"), default="configs",
+                        help="configs: one folder of prepared Parquet shards per config, with a card (default); hub: the "
+                             "pre-joined files of the official Hub copy, E-MM1-100M/data/nn_01.parquet ... and "
+                             "E-MM1-1M/data/{paired}_to_{annotated}.parquet")
     return parser
 
 
 def cli(argv: Optional[List[str]] = None) -> int:
     """`emm1 export --to DIR --data-dir PATH [--configs ...]`: returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.layout == "hub":
+        return _cli_hub(parser, args)
     builder_kwargs: Dict[str, Any] = {}
     if args.modalities:
         builder_kwargs["modalities"] = args.modalities
@@ -402,4 +514,26 @@ def cli(argv: Optional[List[str]] = None) -> int:
         print(f"  {c.name:<16} {c.num_rows:>12,} rows  {files:>4} files  {c.row_groups:>5} row groups  "
               f"{human_bytes(c.file_bytes)}")
     print(f"  card: {result.card_path}")
+    return 0
+
+
+def _cli_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`emm1 export --layout hub`: the pre-joined files; options that only shape prepared configs are refused."""
+    defaults = parser.parse_args(["--to", "x", "--data-dir", "x"])
+    unused = [flag for flag, name in (("--modalities", "modalities"), ("--media-folder", "media_folder"),
+                                      ("--max-shard-bytes", "max_shard_bytes"), ("--min-files", "min_files"),
+                                      ("--repo-id", "repo_id"), ("--cache-dir", "cache_dir"), ("--num-proc", "num_proc"))
+              if getattr(args, name) != getattr(defaults, name)]
+    if unused:
+        parser.error(f"{', '.join(unused)}: not used by --layout hub (one file per neighbour rank or modality pair, "
+                     "every modality, paths as save_folder + file_name).")
+    try:
+        result = export_hub(args.out_dir, args.data_dir, args.configs, row_group_rows=args.row_group_rows,
+                            overwrite=args.overwrite)
+    except (EMM1DataError, ValueError, OSError) as err:
+        print(f"emm1 export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.out_dir}")
+    for name, rows in result.rows.items():
+        print(f"  {name:<40} {rows:>12,} rows")
     return 0

@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check an E-MM1 metadata tree (and with --check-media its media files) and report every problem. "
         "Exit status: 0 no errors, 1 errors found, 2 bad arguments.",
     )
-    parser.add_argument("data_dir", help="e-mm1_100m/, e-mm1_1m/, eshot/ (or seed names), or a parent folder")
+    parser.add_argument("data_dir", help="e-mm1_100m/, e-mm1_1m/, eshot/ (or seed names), the pre-joined Parquet "
+                        "(E-MM1-100M/, E-MM1-1M/ or their data/), or a parent folder")
     parser.add_argument("--root-data-path", default=None, help="media root (default: $ROOT_DATA_PATH)")
     parser.add_argument("--check-media", action="store_true", help="stat every media file (in parallel); needs the "
                         "media root")

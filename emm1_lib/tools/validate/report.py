@@ -16,7 +16,8 @@ MAX_LISTED = 50
 
 @dataclass
 class Finding:
-    """One problem: what (`code`), where (`file`, 1-based `lines`, header = line 1) and how many."""
+    """One problem: what (`code`), where (`file`, 1-based `lines`, header = line 1; in a Parquet file, rows
+    numbered from 1) and how many."""
 
     severity: str
     code: str
@@ -32,7 +33,8 @@ class Finding:
         where = _rel(self.file, base) if base else self.file
         if self.lines:
             more = f" (+{self.count - len(self.lines)} more)" if self.count > len(self.lines) else ""
-            where += f" line{'s' if len(self.lines) > 1 else ''} {', '.join(map(str, self.lines[:10]))}"
+            unit = "row" if self.file.endswith(".parquet") else "line"  # Parquet findings number rows from 1
+            where += f" {unit}{'s' if len(self.lines) > 1 else ''} {', '.join(map(str, self.lines[:10]))}"
             where += " ..." if len(self.lines) > 10 else ""
             where += more
         return f"{self.severity.upper():7} [{self.code}] {where}: {self.message}"
@@ -62,7 +64,7 @@ class SplitReport:
 
     name: str
     path: str
-    schema: Optional[str] = None  # "released" or "seed", detected from the headers
+    schema: Optional[str] = None  # "released" or "seed", detected from the headers; "hub": pre-joined Parquet
     tables: Dict[str, int] = field(default_factory=dict)  # file -> data rows checked
     duplicate_rows: Dict[str, int] = field(default_factory=dict)  # grouping file -> identical extra rows (kept)
     modalities: Dict[str, ModalityStats] = field(default_factory=dict)

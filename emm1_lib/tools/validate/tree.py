@@ -9,10 +9,13 @@ from emm1_lib.media.files import check_on_missing_media
 from emm1_lib.schema.eshot_files import locate_eshot_dir
 from emm1_lib.schema.layout import ESHOT_FOLDERS, MODALITIES, NUM_NEIGHBOURS, PHASE1_FOLDERS, PHASE2_FOLDERS
 from emm1_lib.schema.layout import locate_split_dir
+from emm1_lib.schema.prejoined import locate_prejoined_dir
+from emm1_lib.schema.roles import HUB_PHASE1_FOLDERS, HUB_PHASE2_FOLDERS
 from emm1_lib.tools.validate.eshot import validate_eshot
 from emm1_lib.tools.validate.media import MediaJob, check_media_files, media_items
 from emm1_lib.tools.validate.phase1 import validate_phase1
 from emm1_lib.tools.validate.phase2 import validate_phase2
+from emm1_lib.tools.validate.prejoined import validate_prejoined
 from emm1_lib.tools.validate.report import Collector, Report, SplitReport
 
 DEFAULT_WORKERS = 16
@@ -38,8 +41,9 @@ def validate_tree(
     """Check an E-MM1 metadata tree and report every problem (it never raises for bad data).
 
     Args:
-        data_dir: a split folder (`e-mm1_100m/`, `e-mm1_1m/`, `eshot/`, or their seed names) or a parent
-            holding any of them, as the builders' `data_dir`.
+        data_dir: a split folder (`e-mm1_100m/`, `e-mm1_1m/`, `eshot/`, or their seed names), a folder of the
+            pre-joined Parquet files (the Hub copy: `E-MM1-100M/`, its `data/`), or a parent holding any of them,
+            as the builders' `data_dir`.
         root_data_path: the media root (`root/save_folder/{modality}/file_name`); defaults to the
             `ROOT_DATA_PATH` environment variable. Needed only with `check_media`.
         check_media: also stat every media file of the infos tables (in parallel): missing files and
@@ -71,11 +75,15 @@ def validate_tree(
     # The builders' search (`layout.locate_split_dir`): a phase-1 config looks for its own nn_k file.
     phase1 = locate_split_dir(data_dir, PHASE1_FOLDERS, [f"nn_{k}/data_groups.csv" for k in range(1, NUM_NEIGHBOURS + 1)])
     phase2 = locate_split_dir(data_dir, PHASE2_FOLDERS, ["triplets.csv"])
+    # Without a CSV generation, the pre-joined Parquet one (the Hub copy), as the builders look for it.
+    hub1 = locate_prejoined_dir(data_dir, phase1=True) if phase1 is None else None
+    hub2 = locate_prejoined_dir(data_dir, phase1=False) if phase2 is None else None
     eshot = locate_eshot_dir(data_dir)
-    if not (phase1 or phase2 or eshot):
-        names = ", ".join(PHASE1_FOLDERS + PHASE2_FOLDERS + ESHOT_FOLDERS)
-        ctx.error("missing_file", data_dir, f"no E-MM1 metadata found: expected nn_k/data_groups.csv, triplets.csv or "
-                  f"the EShot files here or in one of {names}.")
+    if not (phase1 or phase2 or hub1 or hub2 or eshot):
+        names = ", ".join(PHASE1_FOLDERS + PHASE2_FOLDERS + ESHOT_FOLDERS + HUB_PHASE1_FOLDERS + HUB_PHASE2_FOLDERS)
+        ctx.error("missing_file", data_dir, f"no E-MM1 metadata found: expected nn_k/data_groups.csv, triplets.csv, "
+                  f"the pre-joined Parquet files (data/nn_01.parquet, data/audio_to_image.parquet, ...) or the EShot "
+                  f"files here or in one of {names}.")
         return report
     jobs: List[MediaJob] = []
     want_media = check_media and root is not None and not is_remote(root)
@@ -93,6 +101,13 @@ def validate_tree(
         media = run(split)
         if want_media:
             jobs += [MediaJob(split, m, media_items(infos, root, media_folders.get(m, m))) for m, infos in media.items()]
+    for name, path, is_phase1 in (("phase1", hub1, True), ("phase2", hub2, False)):
+        if path is None:
+            continue
+        split = SplitReport(name, path)
+        report.splits.append(split)
+        found = validate_prejoined(ctx, split, is_phase1, modalities, root if want_media else None, media_folders)
+        jobs += [MediaJob(split, m, items) for m, items in found.items()]
     if eshot is not None:
         split = SplitReport("eshot", eshot)
         report.splits.append(split)
