@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +29,8 @@ from emm1_lib.errors import raise_first
 from emm1_lib.io.fs import exists
 from emm1_lib.io.fs import is_remote
 from emm1_lib.io.fs import join
+from emm1_lib.io.fs import open_binary
+from emm1_lib.io.fs import url_to_fs
 from emm1_lib.io.tables import byte_ranges
 from emm1_lib.io.tables import check_columns
 from emm1_lib.io.tables import read_csv_range
@@ -82,7 +83,7 @@ def list_names(folder: str) -> List[str]:
             return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
         except OSError:
             return []
-    fs, fs_path = fsspec.core.url_to_fs(folder)
+    fs, fs_path = url_to_fs(folder)  # the Hub repo's token and clear errors, as for the CSV generations
     try:
         entries = fs.ls(fs_path, detail=True)
     except (OSError, ValueError):  # FileNotFoundError included
@@ -143,7 +144,8 @@ def annotation_mapping(folder: str) -> Dict[int, str]:
 def open_parquet(path: str, read_dictionary: Sequence[str] = ()) -> Iterator[pq.ParquetFile]:
     """A Parquet file, local or remote (byte ranges: the footer, then the column chunks read), closed on exit."""
     try:  # a local file is read by Arrow's own reader, without the GIL
-        source = fsspec.open(path, "rb").open() if is_remote(path) else pa.OSFile(path, "rb")
+        # remote: small read-ahead blocks, so the footer and one row group's column chunks are all that is fetched
+        source = open_binary(path) if is_remote(path) else pa.OSFile(path, "rb")
     except FileNotFoundError as err:
         raise EMM1DataError(f"{path}: file not found.", file=path, code="missing_file") from err
     try:
