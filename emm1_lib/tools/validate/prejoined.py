@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from emm1_lib.errors import EMM1DataError, Violation, merge_violations
 from emm1_lib.schema import prejoined
 from emm1_lib.schema import rules
-from emm1_lib.schema.infos import DanglingCount
+from emm1_lib.schema.ids import DanglingCount
 from emm1_lib.schema.layout import NUM_NEIGHBOURS, PHASE2_ROLES
 from emm1_lib.schema.paths import unsafe_mask
 from emm1_lib.schema.prejoined import PrejoinedFile
