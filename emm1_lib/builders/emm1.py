@@ -8,7 +8,8 @@ Configs:
 
 Usage (today's `datasets`): `import emm1; datasets.load_dataset("emm1", "phase1_nn1", data_dir=..., root_data_path=...)`.
 Usage (`datasets` 3.6): `datasets.load_dataset("path/to/emm1.py", "phase1_nn1", data_dir=..., trust_remote_code=True)`.
-The metadata CSVs of both schema generations (the seed draft and the release) are accepted.
+Three generations of the metadata are accepted: the CSVs of the seed draft and of the release, and the
+pre-joined Parquet files of the Hub copy; `data_dir` may be local or a URL (`hf://datasets/...`).
 """
 import os
 import shutil
@@ -84,8 +85,9 @@ class EMM1Config(datasets.BuilderConfig):
         nn_index (`int`, *optional*): which neighbour file `nn_{k}/data_groups.csv` a phase-1 config
             reads (set by `phase1_nn{k}`; None for `phase1_all` and `phase2_triplets`).
         data_dir (`str`): the metadata folder: `e-mm1_100m/` or `encord_phase_1_dataset/` for phase 1,
-            `e-mm1_1m/` or `encord_phase_2_dataset/` for phase 2, or a parent folder holding them.
-            Local path or URL.
+            `e-mm1_1m/` or `encord_phase_2_dataset/` for phase 2, or a parent folder holding them; or the
+            pre-joined Parquet copy (`E-MM1-100M/` with `data/nn_01.parquet`…, `E-MM1-1M/` with
+            `data/audio_to_image.parquet`…). Local path or URL, e.g. `"hf://datasets/encord-team/E-MM1-100M"`.
         root_data_path (`str`, *optional*): the media root; file paths are
             `root_data_path/save_folder/{modality folder}/file_name`. Defaults to the `ROOT_DATA_PATH`
             environment variable.
