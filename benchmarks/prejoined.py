@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The pre-joined Parquet generation (the Hub copy) against the CSVs: the same config prepared from each.
 
-    python benchmarks/prejoined.py --tree-dir /work/bench/full          # the full-size tree, 3 interleaved repeats
+    python benchmarks/prejoined.py                                      # the full-size tree, 3 interleaved repeats
     python benchmarks/prejoined.py --scale 0.01                         # a quick run on a 1 % tree
 
 The CSV tree is the phase-1 benchmark's (`benchmarks/phase1.py`: generated once, cached under `--tree-dir`).
