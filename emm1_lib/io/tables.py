@@ -22,6 +22,8 @@ from emm1_lib.errors import EMM1DataError
 from emm1_lib.errors import Violation
 from emm1_lib.errors import raise_first
 from emm1_lib.io.fs import is_remote
+from emm1_lib.io.ids import check_ids
+from emm1_lib.io.ids import is_id_column
 
 # Grouping rows are short lines of integers, so a byte range of this size holds ~500k rows.
 DEFAULT_SHARD_BYTES = 16 << 20
@@ -146,6 +148,49 @@ def _convert_options(header: Sequence[str], column_types: Dict[str, pa.DataType]
         column_types={name: column_types[name] for name in wanted},
         include_columns=wanted,
     )
+
+
+# ---------------------------------------------------------------------------------------------- ids
+
+
+def id_columns(header: Sequence[str], column_types: Dict[str, pa.DataType]) -> List[str]:
+    """The integer columns of `column_types` present in `header` that hold ids (`emm1_lib.io.ids.is_id_column`)."""
+    return [name for name, kind in column_types.items()
+            if name in header and pa.types.is_integer(kind) and is_id_column(name)]
+
+
+def _ids_as_text(column_types: Dict[str, pa.DataType], ids: Sequence[str]) -> Dict[str, pa.DataType]:
+    """`column_types` with the id columns read as text: pyarrow's int64 reader accepts hex and null spellings."""
+    return {name: (pa.string() if name in ids else kind) for name, kind in column_types.items()}
+
+
+def _with_checked_ids(path: str, table, ids: Sequence[str], column_types: Dict[str, pa.DataType],
+                      line_of_row: Callable[[int], Optional[int]], missing_is_error: bool = False):
+    """`table` (a Table or RecordBatch read with `_ids_as_text`) with its id columns as integers, or the id rule's
+    first error (`emm1_lib.io.ids`). `line_of_row(row)` locates a row's file line (error path only)."""
+    def lines_of(rows: np.ndarray) -> Tuple[int, ...]:
+        line = line_of_row(int(rows[0])) if len(rows) else None
+        return (line,) if line is not None else ()
+
+    for name in ids:
+        values, found = check_ids(path, name, table.column(name), lines_of, missing_is_error)
+        raise_first(found)
+        if values.type != column_types[name]:
+            values = values.cast(column_types[name])
+        index = table.schema.get_field_index(name)
+        if isinstance(table, pa.RecordBatch):  # RecordBatch.set_column is younger than the pyarrow we support
+            columns = list(table.columns)
+            columns[index] = values
+            table = pa.RecordBatch.from_arrays(columns, schema=table.schema.set(index, pa.field(name, values.type)))
+        else:
+            table = table.set_column(index, pa.field(name, values.type), values)
+    return table
+
+
+def _file_line_of_row(path: str, row: int) -> Optional[int]:
+    """The file line of data row `row` (0-based) of a whole-file read (header = record 1). Slow: error path only."""
+    with open_binary(path) as f:
+        return _line_of_record(f, row + 2)
 
 
 # ---------------------------------------------------------------------------------------------- counting bytes
@@ -414,19 +459,21 @@ def read_csv_table(
     """Read the columns of `column_types` present in the CSV at `path` (those in `required` must be).
 
     Quoted values may span lines. A file with an odd number of double quotes is refused: a quote
-    left open makes pyarrow merge every following line into one value without a word.
+    left open makes pyarrow merge every following line into one value without a word. Id columns
+    (`emm1_lib.io.ids`) hold decimal integers, empty cells giving null (each table's rule decides).
     """
     header = read_header(path)
     check_columns(path, header, required)
+    ids = id_columns(header, column_types)
     read_options = pacsv.ReadOptions(block_size=_READ_BLOCK_BYTES)
-    convert_options = _convert_options(header, column_types)
+    convert_options = _convert_options(header, _ids_as_text(column_types, ids))
     try:
         table, quotes = _read_counting_quotes(path, read_options, convert_options)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise _whole_table_error(path, err, convert_options) from err
     if quotes % 2:
         raise _unbalanced_quote_error(path)
-    return table
+    return _with_checked_ids(path, table, ids, column_types, lambda row: _file_line_of_row(path, row))
 
 
 def iter_csv_batches(
@@ -442,7 +489,8 @@ def iter_csv_batches(
     """
     header = read_header(path)
     check_columns(path, header, required)
-    convert_options = _convert_options(header, column_types)
+    ids = id_columns(header, column_types)
+    convert_options = _convert_options(header, _ids_as_text(column_types, ids))
     block_size = _STREAM_BLOCK_BYTES
     done = 0  # rows already yielded: a read with a larger block skips them
     while True:
@@ -456,6 +504,13 @@ def iter_csv_batches(
                         skip -= batch.num_rows
                         continue
                     batch, skip = batch.slice(skip), 0
+                    try:
+                        batch = _with_checked_ids(path, batch, ids, column_types,
+                                                  lambda row, before=done: _file_line_of_row(path, before + row))
+                    except EMM1DataError as err:  # an open quote (checked at the end) would explain it: say that
+                        if _count_byte(path, _QUOTE) % 2:
+                            raise _unbalanced_quote_error(path) from err
+                        raise
                     done += batch.num_rows
                     yield batch
             except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
@@ -522,6 +577,11 @@ def _parse_rows(rows: pa.Buffer, header: Sequence[str], column_types: Dict[str, 
                           convert_options=_convert_options(header, column_types))
 
 
+def _may_hold_hex(data) -> bool:
+    """Whether bytes hold an "x" or "X": pyarrow's int64 reader reads "0x10" as 16, and nothing else it accepts has one."""
+    return bool(_count_byte_in(data, ord("x")) or _count_byte_in(data, ord("X")))
+
+
 def read_csv_range(
     path: str,
     start: int,
@@ -531,8 +591,10 @@ def read_csv_range(
 ) -> Optional[pa.Table]:
     """Read the rows of a CSV whose lines start in `[start, end)` (the header line is skipped).
 
-    Safe for files without quoted newlines, which holds for the all-integer grouping files.
-    Returns None when the range holds no row.
+    Safe for files without quoted newlines, which holds for the all-integer grouping files. Id cells that
+    are not decimal integers or are empty are refused (`emm1_lib.io.ids`: hex, null spellings and empty
+    cells are found by a byte count of the range and the columns' null counts, then located). Returns None
+    when the range holds no row.
     """
     with open_binary(path) as f:
         position, chunk = _read_line_aligned(f, start, end)
@@ -541,11 +603,27 @@ def read_csv_range(
         first = chunk.find(b"\n") + 1 if b"\n" in chunk else len(chunk)
     if not chunk[first:first + 4096].strip() and not chunk[first:].strip():
         return None
+    data = memoryview(chunk)[first:]
     rows = pa.py_buffer(chunk)[first:]
+    header_lines = 1 if start == 0 else 0
+    ids = id_columns(header, column_types)
+
+    def check_ids_as_text() -> None:
+        """Read the id columns again as text and raise the id rule's first error, if any."""
+        table = _parse_rows(rows, header, _ids_as_text(column_types, ids))
+        _with_checked_ids(path, table, ids, column_types,
+                          lambda row: _chunk_line(path, position, chunk, row + 1 + header_lines), missing_is_error=True)
+
     try:
-        return _parse_rows(rows, header, column_types)
+        table = _parse_rows(rows, header, column_types)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        try:
+            check_ids_as_text()  # an id that is no integer: the id rule's words
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
         record, err = _first_failing_record(lambda: _parse_rows(rows, header, column_types, use_threads=False), err)
-        header_lines = 1 if start == 0 else 0
         line = None if record is None else _chunk_line(path, position, chunk, record + header_lines)
         raise _parse_error(path, err, line, start_byte=start) from err
+    if ids and (_may_hold_hex(data) or any(table.column(name).null_count for name in ids)):
+        check_ids_as_text()
+    return table

@@ -75,7 +75,7 @@ def validate_phase1(ctx: Collector, split: SplitReport, modalities: Sequence[str
         if failed is not None:  # start again on the whole file, listing every bad line
             refs = {m: references_to(infos_of[m], id_columns[m]) for m in id_columns}
             hashes, found = [], []
-            t = diagnose_csv(ctx, path, header, types, failed, split.name, None)
+            t = diagnose_csv(ctx, path, header, types, failed, split.name, None, missing_ids_are_errors=True)
             if t is None:
                 continue
             consume(t)
