@@ -110,6 +110,24 @@ def two_files_for_id_7(tree):
         f.write(data)
 
 
+def add_column(path, name, value_of_line):
+    """Append a column `name` to a CSV; `value_of_line(line)` is its value on file line `line` (2 = first data row)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[0].append(name)
+    for line, row in enumerate(rows[1:], start=2):
+        row.append(value_of_line(line))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def quote_everything(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
+
+
 def long_caption(size):
     def edit(tree):
         set_cell(infos(tree, "text"), 6, "caption", "y" * size)
@@ -181,6 +199,12 @@ CORPUS: List[Case] = [
       for label, value in [("hex", "0x10"), ("empty", ""), ("NaN", "NaN"), ("null", "null"), ("arabic_indic", "\u0663"),
                            ("exponent", "1e3")]],
     Case("grouping_text_id_hex", "phase1", lambda t: set_cell(groups(t), 12, "encord_text_id", "0X2")),
+    # grouping files are read by byte range: a quoted line break would start phantom rows
+    Case("grouping_quoted_line_break", "phase1", lambda t: add_column(
+        groups(t), "notes", lambda line: "first line\n0,0,0,0,0,1,x" if line == 5 else "x")),
+    Case("grouping_stray_quote", "phase1", lambda t: edit_line(groups(t), 8, lambda l: l + b',"')),
+    Case("grouping_quoted_integers", "phase1", lambda t: quote_everything(groups(t))),
+    Case("grouping_quoted_note_on_one_line", "phase1", lambda t: add_column(groups(t), "notes", lambda line: 'a "b", c')),
     Case("grouping_id_negative", "phase1", lambda t: set_cell(groups(t), 5, "encord_video_id", "-3")),
     Case("dangling_id", "phase1", lambda t: set_cell(groups(t), 3, "encord_image_id", "777777")),
     Case("duplicate_infos_id", "phase1",
@@ -259,6 +283,9 @@ EXPECTED = {
     **{f"triplet_{problem}_{schema}": code for schema in ("released", "seed")
        for problem, code in [("text_id_hex", "not_integer"), ("text_id_empty", "missing_id"),
                              ("item_id_empty", "missing_id"), ("item_id_NaN", "not_integer")]},
+    # grouping files: no quoted value spans lines
+    "grouping_quoted_line_break": "quoted_line_break", "grouping_stray_quote": "quoted_line_break",
+    "grouping_quoted_integers": None, "grouping_quoted_note_on_one_line": None,
 }
 
 

@@ -528,8 +528,75 @@ def iter_csv_batches(
 # ---------------------------------------------------------------------------------------------- byte ranges
 
 
-def byte_ranges(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> List[Tuple[int, int]]:
-    """Split a file into `[start, end)` byte ranges of about `shard_bytes` each (at least one)."""
+def _odd_quote_line(blocks: Iterable[bytes]) -> Optional[int]:
+    """The first line (1-based, of the text the blocks make up) holding an odd number of double quotes, or None.
+
+    That line opens a quoted value which runs on past its line break (or holds a stray quote): every line up to
+    the closing quote starts inside quotes. Vectorised per block; a block without quotes only counts its lines.
+    """
+    lines, parity = 0, 0
+    for block in blocks:
+        values = np.frombuffer(block, np.uint8)
+        for start in range(0, len(values), _COUNT_BLOCK_BYTES):
+            piece = values[start:start + _COUNT_BLOCK_BYTES]
+            newlines = np.flatnonzero(piece == _NEWLINE)
+            quotes = piece == _QUOTE
+            if not quotes.any():
+                lines += len(newlines)
+                continue
+            seen = np.cumsum(quotes, dtype=np.int32)  # quotes up to and including each byte
+            odd = (seen[newlines] + parity) & 1
+            if odd.any():
+                return lines + int(np.argmax(odd)) + 1
+            parity = (parity + int(seen[-1])) & 1
+            lines += len(newlines)
+    return lines + 1 if parity else None
+
+
+def _file_blocks(path: str) -> Iterator[bytes]:
+    with open_binary(path) as f:
+        yield from iter(lambda: f.read(1 << 20), b"")
+
+
+def quoted_line_break_line(path: str) -> Optional[int]:
+    """The first line of the file at `path` with an odd number of double quotes (a quoted value spanning lines,
+    or a stray quote), or None. A file whose data rows hold no quote (the usual grouping file, even with a
+    quoted header) costs one byte count of it."""
+    with open_binary(path) as f:
+        header_line = f.read(1 << 20).split(b"\n", 1)[0]
+    if header_line.count(b'"') % 2:
+        return 1
+    if _count_byte(path, _QUOTE) == header_line.count(b'"'):
+        return None
+    return _odd_quote_line(_file_blocks(path))
+
+
+def quoted_line_break_violations(path: str) -> List[Violation]:
+    """The grouping-file quote rule (`quoted_line_break`): no line holds an odd number of double quotes, i.e. no
+    quoted value spans a line break. A grouping file is read as independent byte ranges (shards for streaming,
+    `num_proc` and multi-node); a range cannot tell a line inside quotes from a row, so such a file would gain
+    phantom rows. Grouping rows are integers, which need no line break: the file is refused."""
+    line = quoted_line_break_line(path)
+    if line is None:
+        return []
+    what = ("a double-quoted value starts here and runs past the end of the line (or a quote is stray). Grouping "
+            "files hold integer rows; they are read as independent byte ranges, which cannot tell a line inside "
+            "quotes from a row. Remove the line break (or the column holding it) or the stray quote.")
+    return [Violation("quoted_line_break", path, f"{path}, line {line}: {what}", lines=(line,),
+                      summary=f"line {line}: {what}")]
+
+
+def byte_ranges(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES, check_quotes: bool = True) -> List[Tuple[int, int]]:
+    """Split a file into `[start, end)` byte ranges of about `shard_bytes` each (at least one).
+
+    A range starts with the first line that starts in it, so a quoted value spanning lines would start phantom
+    rows: with `check_quotes`, a local file breaking the quote rule (`quoted_line_break_violations`) is refused
+    here, before any range is read, whatever reads them (processes, nodes, shuffled shard order). A remote file
+    is not downloaded for this: `read_csv_range` refuses each range holding an offending line, which comes
+    before any range it affects in file order.
+    """
+    if check_quotes and not is_remote(path):
+        raise_first(quoted_line_break_violations(path))
     size = file_size(path)
     shard_bytes = max(1, int(shard_bytes))
     starts = list(range(0, size, shard_bytes)) or [0]
@@ -582,6 +649,15 @@ def _may_hold_hex(data) -> bool:
     return bool(_count_byte_in(data, ord("x")) or _count_byte_in(data, ord("X")))
 
 
+def _check_range_quotes(path: str, data) -> None:
+    """Refuse a range holding a line with an odd number of quotes (`quoted_line_break`), naming the file's first:
+    every range of the file reports the same line, whichever process reads it first."""
+    if not _count_byte_in(data, _QUOTE):
+        return
+    if _odd_quote_line([data]) is not None:
+        raise_first(quoted_line_break_violations(path))
+
+
 def read_csv_range(
     path: str,
     start: int,
@@ -591,10 +667,10 @@ def read_csv_range(
 ) -> Optional[pa.Table]:
     """Read the rows of a CSV whose lines start in `[start, end)` (the header line is skipped).
 
-    Safe for files without quoted newlines, which holds for the all-integer grouping files. Id cells that
-    are not decimal integers or are empty are refused (`emm1_lib.io.ids`: hex, null spellings and empty
-    cells are found by a byte count of the range and the columns' null counts, then located). Returns None
-    when the range holds no row.
+    For the all-integer grouping files: a line with an odd number of double quotes is refused
+    (`quoted_line_break_violations`), as are id cells that are not decimal integers or are empty
+    (`emm1_lib.io.ids`: hex, null spellings and empty cells are found by a byte count of the range and
+    the columns' null counts, then located). Returns None when the range holds no row.
     """
     with open_binary(path) as f:
         position, chunk = _read_line_aligned(f, start, end)
@@ -604,6 +680,7 @@ def read_csv_range(
     if not chunk[first:first + 4096].strip() and not chunk[first:].strip():
         return None
     data = memoryview(chunk)[first:]
+    _check_range_quotes(path, data)
     rows = pa.py_buffer(chunk)[first:]
     header_lines = 1 if start == 0 else 0
     ids = id_columns(header, column_types)

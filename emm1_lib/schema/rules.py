@@ -6,8 +6,8 @@ never raises for bad data. Rules on the builders' hot path find *that* something
 pass the builder already makes (e.g. `pc.min_max`), and only then compute rows, lines and messages.
 
 Rules that the CSV readers enforce while reading live with them and are re-exported here: the header rules
-(required / repeated columns, `emm1_lib.io.tables.column_violations`) and the id rule (`emm1_lib.io.ids`:
-`id_cells`, `parse_ids`, `id_violations`).
+(required / repeated columns, `emm1_lib.io.tables.column_violations`), the grouping files' quote rule
+(`quoted_line_break_violations`) and the id rule (`emm1_lib.io.ids`: `id_cells`, `parse_ids`, `id_violations`).
 """
 import json
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from emm1_lib.io.ids import is_id_column
 from emm1_lib.io.ids import parse_ids
 from emm1_lib.io.tables import column_violations
 from emm1_lib.io.tables import has_data_rows
+from emm1_lib.io.tables import quoted_line_break_violations
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import NUM_NEIGHBOURS
 from emm1_lib.schema.layout import TRIPLET_COLUMNS
@@ -598,6 +599,7 @@ def missing_seed_media(ids: Column, names: Sequence[Optional[str]], folder: str,
 __all__ = [
     "Column", "ID_HINT", "MAX_VALUES", "Rows", "annotation_mapping", "annotation_mapping_header", "category_lists",
     "category_rows", "column_violations", "data_rows", "id_cells", "id_violations", "infos_ids", "int64_cells",
-    "is_id_column", "json_problem", "media_by_id", "missing_seed_media", "nn_index", "parse_ids", "triplet_ids",
-    "triplet_roles", "triplet_rows", "triplets_schema", "unsafe_path_parts",
+    "is_id_column", "json_problem", "media_by_id", "missing_seed_media", "nn_index", "parse_ids",
+    "quoted_line_break_violations", "triplet_ids", "triplet_roles", "triplet_rows", "triplets_schema",
+    "unsafe_path_parts",
 ]
