@@ -196,14 +196,14 @@ def _file_line_of_row(path: str, row: int) -> Optional[int]:
 # ---------------------------------------------------------------------------------------------- counting bytes
 
 
-def _count_byte_in(data, value: int) -> int:
-    """How many bytes of `data` (bytes-like) equal `value`."""
+def _count_byte_in(data, value: int, compare: np.ufunc = np.equal) -> int:
+    """How many bytes of `data` (bytes-like) equal `value` (or compare to it so, e.g. `np.greater`)."""
     values = np.frombuffer(data, np.uint8)
     scratch = np.empty(min(len(values), _COUNT_BLOCK_BYTES), bool)
     total = 0
     for start in range(0, len(values), _COUNT_BLOCK_BYTES):
         piece = values[start:start + _COUNT_BLOCK_BYTES]
-        total += int(np.count_nonzero(np.equal(piece, value, out=scratch[:len(piece)])))
+        total += int(np.count_nonzero(compare(piece, value, out=scratch[:len(piece)])))
     return total
 
 
@@ -644,9 +644,10 @@ def _parse_rows(rows: pa.Buffer, header: Sequence[str], column_types: Dict[str, 
                           convert_options=_convert_options(header, column_types))
 
 
-def _may_hold_hex(data) -> bool:
-    """Whether bytes hold an "x" or "X": pyarrow's int64 reader reads "0x10" as 16, and nothing else it accepts has one."""
-    return bool(_count_byte_in(data, ord("x")) or _count_byte_in(data, ord("X")))
+def _holds_letters(data) -> bool:
+    """Whether bytes hold any byte above "9" (letters, non-ASCII): of the cells pyarrow's int64 reader accepts, those
+    the id rule refuses have one ("0x10", "NA", "NaN", "#N/A", ...) or are empty (null). One compare per byte."""
+    return bool(_count_byte_in(data, ord("9"), np.greater))
 
 
 def _check_range_quotes(path: str, data) -> None:
@@ -669,8 +670,8 @@ def read_csv_range(
 
     For the all-integer grouping files: a line with an odd number of double quotes is refused
     (`quoted_line_break_violations`), as are id cells that are not decimal integers or are empty
-    (`emm1_lib.io.ids`: hex, null spellings and empty cells are found by a byte count of the range and
-    the columns' null counts, then located). Returns None when the range holds no row.
+    (`emm1_lib.io.ids`: hex and null spellings are found by a count of the range's letters, empty cells by the
+    columns' null counts, then located). Returns None when the range holds no row.
     """
     with open_binary(path) as f:
         position, chunk = _read_line_aligned(f, start, end)
@@ -701,6 +702,6 @@ def read_csv_range(
         record, err = _first_failing_record(lambda: _parse_rows(rows, header, column_types, use_threads=False), err)
         line = None if record is None else _chunk_line(path, position, chunk, record + header_lines)
         raise _parse_error(path, err, line, start_byte=start) from err
-    if ids and (_may_hold_hex(data) or any(table.column(name).null_count for name in ids)):
+    if ids and (_holds_letters(data) or any(table.column(name).null_count for name in ids)):
         check_ids_as_text()
     return table
