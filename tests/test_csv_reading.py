@@ -2,6 +2,7 @@
 import csv
 import os
 import random
+import tempfile
 import warnings
 
 import fsspec
@@ -18,6 +19,7 @@ from emm1_lib.io.tables import iter_csv_batches
 from emm1_lib.io.tables import read_csv_range
 from emm1_lib.io.tables import read_csv_table
 from emm1_lib.io.tables import read_header
+from emm1_lib.tools.validate import validate_tree
 
 TEXT_TYPES = {"encord_text_id": pa.int64(), "caption": pa.string()}
 TEXT_COLUMNS = ["encord_text_id", "caption"]
@@ -284,3 +286,70 @@ def test_a_long_field_is_not_taken_for_broken_quoting(tmp_path):
     with open(path, "ab") as f:
         f.write(b'3,"never closed\n')
     assert tables.first_bad_quote_line(path) == 4
+
+
+# ---------------------------------------------------------------------------------------------- grouping files by range
+
+
+def add_notes(path, note_of_line, quoting=csv.QUOTE_MINIMAL):
+    """Give a grouping file an extra `notes` column; `note_of_line(line)` on file line `line` (2 = first data row)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[0].append("notes")
+    for line, row in enumerate(rows[1:], start=2):
+        row.append(note_of_line(line))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n", quoting=quoting).writerows(rows)
+
+
+def phase1_rows(tree, route, **config):
+    """The rows of `phase1_nn1` prepared (`route` "prepare" or "num_proc") or streamed, as tuples of ids."""
+    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
+                        cache_dir=tempfile.mkdtemp(dir=os.path.dirname(tree.metadata_dir)), **config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if route == "stream":
+            rows = list(builder.as_streaming_dataset(split="train"))
+        else:
+            builder.download_and_prepare(num_proc=2 if route == "num_proc" else None)
+            rows = builder.as_dataset(split="train").to_list()
+    return [(r["encord_text_id"], r["encord_image_id"], r["encord_audio_id"]) for r in rows]
+
+
+def test_a_quoted_line_break_in_a_grouping_file_is_refused_on_every_route(tmp_path):
+    """A note "first line\\n0,0,0,0,0,1,x" every 30 rows: 300 rows read whole, phantom rows read by 1 KiB ranges
+    (each range starts at the line after its boundary, which may be inside the quotes). Refused, naming the line."""
+    tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=1, num_captions=300)
+    path = os.path.join(tree.phase1_dir, "nn_1", "data_groups.csv")
+    add_notes(path, lambda line: "first line\n0,0,0,0,0,1,x" if line % 30 == 7 else "x")
+    for route, config in [("prepare", {}), ("prepare", {"shard_bytes": 1024}), ("num_proc", {"shard_bytes": 1024}),
+                          ("stream", {"shard_bytes": 1024})]:
+        with pytest.raises(Exception) as raised:
+            phase1_rows(tree, route, **config)
+        error = cause(raised.value)
+        assert (error.code, error.file, error.line) == ("quoted_line_break", path, 7), (route, config)
+        assert f"{path}, line 7: a double-quoted value starts here" in str(error)
+    report = validate_tree(tree.metadata_dir, shard_bytes=1024)
+    [finding] = report.find("quoted_line_break")
+    assert finding.lines == [7] and finding.severity == "error"
+    assert report.split("phase1").tables[path] == 300  # the validator reads it whole: every real row checked
+
+
+@pytest.mark.parametrize("quoting", [csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC, csv.QUOTE_MINIMAL])
+def test_quoted_grouping_values_on_one_line_are_read_by_range(tmp_path, quoting):
+    """Quoted integers, and quoted notes holding commas and quotes (but no line break), are no phantom risk."""
+    tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=1, num_captions=60)
+    expected = phase1_rows(tree, "prepare")
+    add_notes(os.path.join(tree.phase1_dir, "nn_1", "data_groups.csv"), lambda line: 'a "b", 0,0,0,0,0,1,x', quoting)
+    for route in ("prepare", "stream", "num_proc"):
+        assert phase1_rows(tree, route, shard_bytes=100) == expected, route
+    assert validate_tree(tree.metadata_dir, shard_bytes=100).ok
+
+
+def test_the_quote_rule_counts_only_once_without_quotes_in_data_rows(tmp_path, monkeypatch):
+    """A grouping file with a quoted header and plain rows (the released files) costs one byte count, no line scan."""
+    path = tmp_path / "data_groups.csv"
+    path.write_bytes(b'"encord_text_id","nn_index"\n' + b"".join(b"%d,1\n" % i for i in range(1000)))
+    monkeypatch.setattr(tables, "_odd_quote_line", lambda blocks: pytest.fail("scanned line by line"))
+    assert tables.quoted_line_break_violations(str(path)) == []
+    assert len(byte_ranges(str(path), 100)) == -(-path.stat().st_size // 100)

@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis): path-part safety, and the builder's joins against a plain reference join on
 random metadata trees of both schema generations (with the validator's counts checked on the same trees)."""
 import csv
+import io
 import os
 import re
 import shutil
@@ -214,3 +215,139 @@ def test_joins_equal_the_reference_join(workdir, tree):
         assert report.split("phase2").modalities.get(m) is None or \
             report.split("phase2").modalities[m].dangling == dangling_2
     assert phase1["text"].dangling == sum(g["encord_text_id"] not in infos["text"] for g in groups)
+
+
+# ---------------------------------------------------------------------------------------------- byte-range reads
+
+# Notes of an extra column: commas, quotes and line breaks, and text that looks like a grouping row.
+ONE_LINE_PIECES = ["a", "x", "0", "7", ",", '"', " ", "0,0,0,0,0,1,x"]
+QUOTING = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL, "nonnumeric": csv.QUOTE_NONNUMERIC}
+# Byte ranges from one byte (every line its own range) to more than a small file.
+shard_sizes = st.one_of(st.integers(min_value=1, max_value=64), st.integers(min_value=1, max_value=600))
+
+
+@st.composite
+def grouping_files(draw, columns, id_values):
+    """(bytes, rows) of a grouping CSV with `columns` and an extra `notes` column, in a random dialect; in about
+    half of the files, notes may hold line breaks."""
+    pieces = ONE_LINE_PIECES + (["\n", "\r\n"] if draw(st.booleans()) else [])
+    rows = [[draw(id_values(c)) for c in columns] for _ in range(draw(st.integers(1, 30)))]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=draw(st.sampled_from(["\n", "\r\n"])),
+                        quoting=QUOTING[draw(st.sampled_from(sorted(QUOTING)))])
+    writer.writerow(list(columns) + ["notes"])
+    writer.writerows([row + ["".join(draw(st.lists(st.sampled_from(pieces), max_size=6)))] for row in rows])
+    return out.getvalue().encode(), [tuple(row) for row in rows]
+
+
+def first_odd_quote_line(data: bytes):
+    """The documented quote rule, written plainly: the first physical line with an odd number of double quotes."""
+    return next((i for i, line in enumerate(data.split(b"\n"), start=1) if line.count(b'"') % 2), None)
+
+
+def outcome(call):
+    """("rows", rows) or ("refused", code, line): what a read gave."""
+    from emm1_lib.errors import EMM1DataError
+
+    try:
+        return "rows", call()
+    except Exception as error:  # noqa: BLE001 - dig the EMM1DataError out of datasets' wrapping
+        seen = error
+        while seen is not None and not isinstance(seen, EMM1DataError):
+            seen = seen.__cause__ or seen.__context__
+        if seen is None:
+            raise
+        return "refused", seen.code, seen.line
+
+
+IO_COLUMNS = ("encord_text_id", "encord_image_id", "nn_index")
+
+
+def read_ranges(path, shard_bytes):
+    """Every byte range of a grouping file in order, as the builder's streaming reads them (stops at an error)."""
+    from emm1_lib.io.tables import byte_ranges, read_csv_range, read_header
+
+    header = read_header(path)
+    types = {c: pa.int64() for c in IO_COLUMNS}
+    rows = []
+    for start, end in byte_ranges(path, shard_bytes):
+        table = read_csv_range(path, start, end, header, types)
+        if table is not None:
+            rows += list(zip(*[table[c].to_pylist() for c in IO_COLUMNS]))
+    return rows
+
+
+@SETTINGS
+@given(grouping_files(IO_COLUMNS, lambda c: st.integers(1, 16) if c == "nn_index" else ids),
+       shard_sizes, st.sampled_from(["local", "remote"]))
+def test_byte_range_reads_equal_the_whole_read(tmp_path_factory, file, shard_bytes, where):
+    """Sharded reads of a grouping file equal the whole read and the csv module's rows, or every read refuses the
+    file naming the same line: the first with an odd number of quotes (a quoted value spanning lines)."""
+    import fsspec
+
+    data, rows = file
+    if where == "local":
+        path = str(tmp_path_factory.mktemp("ranges") / "data_groups.csv")
+        with open(path, "wb") as f:
+            f.write(data)
+    else:  # not scanned up front: each range checks itself, in file order
+        path = f"memory://emm1-ranges/{len(data)}-{shard_bytes}/data_groups.csv"
+        with fsspec.open(path, "wb") as f:
+            f.write(data)
+    whole = outcome(lambda: read_ranges(path, len(data) + 1))
+    line = first_odd_quote_line(data)
+    assert whole == (("rows", rows) if line is None else ("refused", "quoted_line_break", line))
+    assert outcome(lambda: read_ranges(path, shard_bytes)) == whole
+
+
+BUILDER_COLUMNS = ("encord_text_id", "encord_video_id", "encord_audio_id", "encord_image_id", "encord_points_id",
+                   "nn_index")
+
+
+@pytest.fixture(scope="module")
+def grouping_tree(tmp_path_factory):
+    from emm1_lib.testing.sample import generate_sample_tree
+
+    return generate_sample_tree(str(tmp_path_factory.mktemp("grouping") / "tree"), media=False, num_neighbours=1,
+                                num_captions=30, num_media=6)
+
+
+def _known_ids(tree, column):
+    if column == "nn_index":
+        return st.just(1)
+    modality = column.split("_")[1]
+    path = os.path.join(tree.phase1_dir, "infos", f"{modality}.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        known = [int(row[column]) for row in csv.DictReader(f)]
+    return st.one_of(st.sampled_from(known), ids)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(data=st.data(), shard_bytes=shard_sizes)
+def test_builder_routes_equal_the_whole_read(grouping_tree, workdir, data, shard_bytes):
+    """prepare, streaming and num_proc=2 with small byte ranges give the rows of a whole read, or all refuse the file
+    with the same line."""
+    file, rows = data.draw(grouping_files(BUILDER_COLUMNS, lambda c: _known_ids(grouping_tree, c)))
+    path = os.path.join(grouping_tree.phase1_dir, "nn_1", "data_groups.csv")
+    with open(path, "wb") as f:
+        f.write(file)
+
+    def read(route, size):
+        builder = emm1.EMM1(config_name="phase1_nn1", data_dir=grouping_tree.metadata_dir,
+                            root_data_path=grouping_tree.root, decode=False, cache_dir=tempfile.mkdtemp(dir=workdir),
+                            shard_bytes=size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if route == "stream":
+                found = list(builder.as_streaming_dataset(split="train"))
+            else:
+                builder.download_and_prepare(num_proc=2 if route == "num_proc" else None)
+                found = builder.as_dataset(split="train").to_list()
+        return [tuple(r[c] for c in BUILDER_COLUMNS) for r in found]
+
+    whole = outcome(lambda: read("prepare", 1 << 30))
+    line = first_odd_quote_line(file)
+    assert whole == (("rows", rows) if line is None else ("refused", "quoted_line_break", line))
+    for route in ("prepare", "stream", "num_proc"):
+        assert outcome(lambda: read(route, shard_bytes)) == whole, route

@@ -1,5 +1,6 @@
 """The rule functions of `emm1_lib.schema.rules` on their own: what they accept, and the violations they return."""
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emm1_lib.errors import EMM1DataError, Violation, raise_first
+from emm1_lib.io import tables
 from emm1_lib.schema import rules
 from emm1_lib.schema.eshot_files import read_category_ids
 
@@ -113,3 +115,115 @@ def test_unsafe_path_rule_on_dictionary_columns():
     [found] = rules.unsafe_path_parts(table, ["save_folder", "file_name"], "image.csv", "encord_image_id")
     assert found.lines == (3, 4) and found.count == 2 and "encord_image_id=2" in found.message
     assert np.array_equal(found.values, ("encord_image_id=2: '../up'", "encord_image_id=3: '../up'"))
+
+
+# ---------------------------------------------------------------------------------------------- the id rule
+
+
+def reference_id(cell: str):
+    """The documented id grammar, written plainly: ("ok", value), ("empty", None) or ("error", None)."""
+    if cell == "":
+        return "empty", None
+    found = re.fullmatch(r"[ \t]*(-?[0-9]+)[ \t]*", cell, flags=re.ASCII)
+    if found is None or not -2**63 <= int(found.group(1)) < 2**63:
+        return "error", None
+    return "ok", int(found.group(1))
+
+
+ID_CELLS = CELLS + ["NaN", "-nan", "#N/A", "NULL", "0x", "0xG", "\u0663\u0664", "\uff17", "\u2077", "1.", ".5", "--0",
+                    "7-", "1 2", "\t-12\t", "0", "-0000", "18446744073709551616", "0b101", "0o7", "1_000"]
+
+
+@pytest.mark.parametrize("cell", ID_CELLS)
+def test_id_rule_is_the_documented_grammar(cell):
+    values, invalid = rules.id_cells(pa.array([cell]))
+    verdict, value = reference_id(cell)
+    assert bool(invalid[0]) == (verdict == "error")
+    assert values[0].as_py() == value
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(list("0123456789-+xXaAfF \t.eN٣²") + ["NA", "0x", "9223372036854775807", ""]),
+                max_size=8).map("".join))
+def test_id_rule_on_random_cells(cell):
+    values, invalid = rules.id_cells(pa.array([cell]))
+    verdict, value = reference_id(cell)
+    assert (bool(invalid[0]), values[0].as_py()) == (verdict == "error", value)
+    fast, mask = rules.parse_ids(pa.array([cell]))  # the readers' byte check and cast, then the rule
+    assert (mask is not None and bool(mask[0])) == (verdict == "error") and fast[0].as_py() == value
+
+
+def read_ids_with(reader: str, path: str):
+    """("ok", ids) or ("error", code, line, message) of reading `path` with one of the shared readers."""
+    types = {"encord_image_id": pa.int64(), "file_name": pa.string()}
+    try:
+        if reader == "table":
+            table = tables.read_csv_table(path, types, list(types))
+        elif reader == "stream":
+            table = pa.Table.from_batches(list(tables.iter_csv_batches(path, types, list(types))))
+        else:
+            header = tables.read_header(path)
+            ranges = [tables.read_csv_range(path, start, end, header, {"encord_image_id": pa.int64()})
+                      for start, end in tables.byte_ranges(path, 8)]
+            table = pa.concat_tables([t for t in ranges if t is not None])
+    except EMM1DataError as err:
+        return "error", err.code, err.line, str(err)
+    return "ok", table["encord_image_id"].to_pylist()
+
+
+@pytest.mark.parametrize("reader", ["table", "stream", "range"])
+@pytest.mark.parametrize("cell", ID_CELLS)
+def test_the_readers_enforce_the_id_rule(tmp_path, reader, cell):
+    """Whole tables, the streaming reader and byte ranges read an id cell as the rule says: the value, a missing id
+    (null in tables, whose rules decide; refused in grouping ranges), or an error naming the line and the value."""
+    quoted = '"' + cell.replace('"', '""') + '"'
+    path = tmp_path / "image.csv"
+    path.write_text(f'encord_image_id,file_name\n1,a.jpg\n{quoted},"b, x.jpg"\n3,c.jpg\n', encoding="utf-8")
+    verdict, value = reference_id(cell)
+    found = read_ids_with(reader, str(path))
+    if verdict == "ok":
+        assert found == ("ok", [1, value, 3])
+    elif verdict == "empty" and reader != "range":
+        assert found == ("ok", [1, None, 3])
+    elif verdict == "empty":
+        assert found[:3] == ("error", "missing_id", 3) and f"{path}, line 3: encord_image_id is empty" in found[3]
+    else:
+        assert found[:3] == ("error", "not_integer", 3)
+        assert f"{path}, line 3: encord_image_id {cell!r} is not an id" in found[3]
+
+
+def test_id_errors_after_quoted_line_breaks_name_the_file_line(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_bytes(b'encord_text_id,caption\n1,"two\nlines"\n2,"x"\n0x10,"hex"\n')
+    for reader in ("table", "stream"):
+        types = {"encord_text_id": pa.int64(), "caption": pa.string()}
+        with pytest.raises(EMM1DataError, match=r"line 5: encord_text_id '0x10' is not an id"):
+            if reader == "table":
+                tables.read_csv_table(str(path), types, list(types))
+            else:
+                list(tables.iter_csv_batches(str(path), types, list(types)))
+
+
+@pytest.mark.parametrize("value", ["0x10", "", "NaN", "null", "\u0663"])
+def test_category_json_string_ids_follow_the_id_rule(tmp_path, value):
+    path = tmp_path / "category_to_audio_ids.json"
+    path.write_text(json.dumps({"bell": [1, value]}, ensure_ascii=False))
+    with pytest.raises(EMM1DataError, match="which is not a non-negative integer") as raised:
+        read_category_ids(str(path), "audio")
+    assert raised.value.code == "bad_json"
+    assert {k: v.tolist() for k, v in rules.category_lists({"bell": [" 3 ", "007", 4]}, "j", "eshot_audio_id")[0]
+            .items()} == {"bell": [3, 7, 4]}
+
+
+def test_id_columns_are_named_by_the_schema():
+    assert all(rules.is_id_column(c) for c in ("encord_text_id", "encord_paired_id", "eshot_point_id", "eshot_audio_id"))
+    assert not any(rules.is_id_column(c) for c in ("nn_index", "annotation", "file_id", "encord_text_ids", "youtube_id"))
+
+
+def test_triplet_ids_rule_asks_only_the_columns_a_seed_row_uses():
+    table = pa.table({"encord_text_id": [1, 2, None], "modality_1": ["image", "audio", "image"],
+                      "modality_2": ["audio", "points", "audio"], "encord_image_id": [5, None, 6],
+                      "encord_audio_id": [7, None, 8], "encord_points_id": [None, 9, None]})
+    found = rules.triplet_ids(table, "seed", "triplets.csv")
+    assert [(v.code, v.lines) for v in found] == [("missing_id", (4,)), ("missing_id", (3,))]
+    assert "encord_text_id is empty" in found[0].message and "encord_audio_id is empty" in found[1].message

@@ -113,6 +113,24 @@ def two_files_for_id_7(tree):
         f.write(data)
 
 
+def add_column(path, name, value_of_line):
+    """Append a column `name` to a CSV; `value_of_line(line)` is its value on file line `line` (2 = first data row)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[0].append(name)
+    for line, row in enumerate(rows[1:], start=2):
+        row.append(value_of_line(line))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def quote_everything(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
+
+
 def long_caption(size):
     def edit(tree):
         set_cell(infos(tree, "text"), 6, "caption", "y" * size)
@@ -179,6 +197,13 @@ def _paired(tree):
     return "paired_modality" if tree.schema == "released" else "modality_1"
 
 
+def _paired_id(tree):
+    """The column holding the paired item's id on line 6 of `triplets.csv`."""
+    if tree.schema == "released":
+        return "encord_paired_id"
+    return f"encord_{cell(triplets(tree), 6, 'modality_1')}_id"
+
+
 CORPUS: List[Case] = [
     Case("clean_phase1", "phase1", lambda t: None),
     Case("clean_phase2_seed", "phase2", lambda t: None, schema="seed"),
@@ -210,8 +235,22 @@ CORPUS: List[Case] = [
       for label, value in [("abc", "abc"), ("decimal", "1.5"), ("exponent", "1e3"), ("plus", "+7"), ("huge", "9" * 20),
                            ("superscript", "²"), ("negative", "-5"), ("empty", ""), ("NA", "NA"), ("hex", "0x10"),
                            ("padded", " 12 ")]],
+    *[Case(f"infos_id_{label}", "phase1", lambda t, v=value: set_cell(infos(t, "image"), 4, "encord_image_id", v))
+      for label, value in [("NaN", "NaN"), ("N_A", "N/A"), ("null", "null"), ("arabic_indic", "\u0663"),
+                           ("hex_upper", "0X1F"), ("minus_hex", "-0x10"), ("fullwidth", "\uff17"), ("space", " ")]],
+    Case("caption_id_hex", "phase1", lambda t: set_cell(infos(t, "text"), 5, "encord_text_id", "0x10")),
     Case("grouping_id_not_integer", "phase1", lambda t: set_cell(groups(t), 9, "encord_audio_id", "12x")),
     Case("grouping_id_NA", "phase1", lambda t: set_cell(groups(t), 9, "encord_audio_id", "NA")),
+    *[Case(f"grouping_id_{label}", "phase1", lambda t, v=value: set_cell(groups(t), 7, "encord_image_id", v))
+      for label, value in [("hex", "0x10"), ("empty", ""), ("NaN", "NaN"), ("null", "null"), ("arabic_indic", "\u0663"),
+                           ("exponent", "1e3")]],
+    Case("grouping_text_id_hex", "phase1", lambda t: set_cell(groups(t), 12, "encord_text_id", "0X2")),
+    # grouping files are read by byte range: a quoted line break would start phantom rows
+    Case("grouping_quoted_line_break", "phase1", lambda t: add_column(
+        groups(t), "notes", lambda line: "first line\n0,0,0,0,0,1,x" if line == 5 else "x")),
+    Case("grouping_stray_quote", "phase1", lambda t: edit_line(groups(t), 8, lambda l: l + b',"')),
+    Case("grouping_quoted_integers", "phase1", lambda t: quote_everything(groups(t))),
+    Case("grouping_quoted_note_on_one_line", "phase1", lambda t: add_column(groups(t), "notes", lambda line: 'a "b", c')),
     Case("grouping_id_negative", "phase1", lambda t: set_cell(groups(t), 5, "encord_video_id", "-3")),
     Case("dangling_id", "phase1", lambda t: set_cell(groups(t), 3, "encord_image_id", "777777")),
     Case("duplicate_infos_id", "phase1",
@@ -235,6 +274,10 @@ CORPUS: List[Case] = [
                                                cell(triplets(t), 6, "annotated_modality" if t.schema == "released" else "modality_2"))),
           ("unknown_annotation", lambda t: set_cell(triplets(t), 6, "annotation", "7")),
           ("annotation_NA", lambda t: set_cell(triplets(t), 6, "annotation", "NA")),
+          ("text_id_hex", lambda t: set_cell(triplets(t), 6, "encord_text_id", "0x10")),
+          ("text_id_empty", lambda t: set_cell(triplets(t), 6, "encord_text_id", "")),
+          ("item_id_empty", lambda t: set_cell(triplets(t), 6, _paired_id(t), "")),
+          ("item_id_NaN", lambda t: set_cell(triplets(t), 6, _paired_id(t), "NaN")),
       ]],
     Case("triplets_of_neither_schema", "phase2",
          lambda t: edit_line(triplets(t), 1, lambda l: l.replace(b"paired_modality", b"modality_a"))),
@@ -251,7 +294,8 @@ CORPUS: List[Case] = [
                           ("not_an_id", b'{"bell": [0, "one"], "bird": [2]}'), ("two_categories", b'{"bell": [0, 1], "bird": [1, 2]}'),
                           ("no_info_row", b'{"bell": [0, 999999]}'), ("not_utf8", b'\xff\xfe{}'),
                           ("superscript_two", '{"bell": [0, "\u00b2"]}'.encode()), ("beyond_int64", b'{"bell": [0, 1180591620717411303424]}'),
-                          ("not_a_list", b'{"bell": 3}')]],
+                          ("not_a_list", b'{"bell": 3}'), ("hex_string", b'{"bell": [0, "0x10"]}'),
+                          ("empty_string", b'{"bell": [0, ""]}'), ("NaN_string", b'{"bell": [0, "NaN"]}')]],
     Case("category_json_missing", "eshot", lambda t: os.remove(eshot_file(t, "category_to_point_ids.json"))),
     Case("uncategorised_info_row", "eshot", lambda t: edit_json(eshot_file(t, "category_to_audio_ids.json"),
                                                                 lambda d: d["bell"].pop())),
@@ -259,6 +303,9 @@ CORPUS: List[Case] = [
         eshot_file(t, "eshot_points_info.csv"), read_lines(eshot_file(t, "eshot_points_info.csv"))[:-1]
         + [read_lines(eshot_file(t, "eshot_points_info.csv"))[1], b""])),
     Case("eshot_unsafe_file_name", "eshot", lambda t: set_cell(eshot_file(t, "eshot_audio_info.csv"), 3, "file_name", "../x")),
+    *[Case(f"eshot_info_id_{label}", "eshot", lambda t, v=value: set_cell(eshot_file(t, "eshot_points_info.csv"), 3,
+                                                                          "eshot_point_id", v))
+      for label, value in [("hex", "0x1"), ("empty", ""), ("NA", "NA")]],
     Case("eshot_seed_media_0007", "eshot", pad_id_7, schema="seed", media=True, check_media=True),
     Case("eshot_seed_two_files_for_one_id", "eshot", two_files_for_id_7, schema="seed", media=True),
     Case("eshot_seed_missing_media", "eshot", lambda t: os.remove(os.path.join(*seed_audio(t))), schema="seed", media=True),
@@ -303,8 +350,22 @@ CORPUS: List[Case] = [
 EXPECTED = {
     "header_only_nn_1": "no_data_rows", "header_only_triplets": "no_data_rows", "caption_of_8_mib": None,
     "caption_longer_than_the_largest_block": "record_too_large", "annotation_labels_repeated": "bad_mapping",
-    "category_json_superscript_two": "bad_json", "category_json_beyond_int64": "bad_json", "infos_id_hex": None,
-    "infos_id_NA": "invalid_id", "eshot_seed_media_0007": None, "eshot_seed_two_files_for_one_id": "duplicate_media",
+    "category_json_superscript_two": "bad_json", "category_json_beyond_int64": "bad_json", "infos_id_hex": "not_integer",
+    "infos_id_NA": "not_integer", "eshot_seed_media_0007": None, "eshot_seed_two_files_for_one_id": "duplicate_media",
+    # ids: decimal integers only, and present
+    "infos_id_NaN": "not_integer", "infos_id_N_A": "not_integer", "infos_id_null": "not_integer",
+    "infos_id_arabic_indic": "not_integer", "infos_id_hex_upper": "not_integer", "infos_id_minus_hex": "not_integer",
+    "infos_id_empty": "invalid_id", "infos_id_padded": None, "caption_id_hex": "not_integer",
+    "grouping_id_hex": "not_integer", "grouping_id_empty": "missing_id", "grouping_id_NaN": "not_integer",
+    "grouping_id_null": "not_integer", "grouping_id_NA": "not_integer", "grouping_id_arabic_indic": "not_integer",
+    "grouping_text_id_hex": "not_integer", "category_json_hex_string": "bad_json", "category_json_empty_string": "bad_json",
+    "eshot_info_id_hex": "not_integer", "eshot_info_id_NA": "not_integer",
+    **{f"triplet_{problem}_{schema}": code for schema in ("released", "seed")
+       for problem, code in [("text_id_hex", "not_integer"), ("text_id_empty", "missing_id"),
+                             ("item_id_empty", "missing_id"), ("item_id_NaN", "not_integer")]},
+    # grouping files: no quoted value spans lines
+    "grouping_quoted_line_break": "quoted_line_break", "grouping_stray_quote": "quoted_line_break",
+    "grouping_quoted_integers": None, "grouping_quoted_note_on_one_line": None,
     "clean_hub_phase1": None, "clean_hub_phase2": None, "hub_unsafe_file_name_image_dotdot": "unsafe_path",
     "hub_unsafe_path_in_phase2": "unsafe_path", "hub_nn_index_300": "bad_value", "hub_nn_index_null": "bad_value",
     "hub_nn_index_other_rank": None, "hub_dangling_id": None, "hub_missing_required_column": "missing_column",
@@ -385,7 +446,7 @@ def test_the_new_cases_are_errors_with_their_file(tmp_path):
         "annotation_labels_repeated": [("bad_mapping", "annotation_mapping.csv")],
         "category_json_superscript_two": [("bad_json", "category_to_audio_ids.json")],
         "eshot_seed_two_files_for_one_id": [("duplicate_media", "audio")],
-        "infos_id_hex": [],  # the reader reads 0x10 as 16: so do the builder and validate
+        "infos_id_hex": [("not_integer", "image.csv")],  # pyarrow would read 0x10 as 16: the id rule refuses it
         "caption_of_8_mib": [],
     }
 

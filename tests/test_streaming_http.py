@@ -248,3 +248,34 @@ def test_builder_streams_from_a_remote_data_dir(released_tree, tmp_path):
     served = {path for _, path, _ in stats["requests"]}
     assert "/e-mm1_100m/nn_2/data_groups.csv" in served and "/e-mm1_100m/infos/text.csv" in served
     assert any(r for _, path, r in stats["requests"] if path.endswith("data_groups.csv"))  # byte-range reads
+
+
+def test_remote_grouping_file_with_a_quoted_line_break_yields_no_phantom_row(tmp_path):
+    """A remote grouping file is not downloaded up front: each byte range checks its own lines, so the range holding
+    the line that opens a quoted line break refuses before any range after it (which could start inside the quotes)
+    yields a row. The rows before it are the file's own."""
+    import csv
+
+    tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=1, num_captions=200)
+    path = os.path.join(tree.phase1_dir, "nn_1", "data_groups.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[0].append("notes")
+    for line, row in enumerate(rows[1:], start=2):
+        row.append("first line\n" + "\n".join(["0,0,0,0,0,1,x"] * 40) if line == 120 else "x")
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    genuine = [(int(r[0]), int(r[1])) for r in rows[1:]]
+    with serve(tree.metadata_dir) as (url, _):
+        builder = emm1.EMM1(config_name="phase1_nn1", data_dir=url, root_data_path=tree.root, decode=False,
+                            cache_dir=str(tmp_path / "hf"), shard_bytes=256)
+        seen = []
+        with pytest.raises(Exception) as raised, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DanglingIdWarning)
+            for row in builder.as_streaming_dataset(split="train"):
+                seen.append((row["encord_text_id"], row["encord_video_id"]))
+    error = raised.value
+    while error is not None and getattr(error, "code", None) is None:
+        error = error.__cause__ or error.__context__
+    assert error.code == "quoted_line_break" and error.line == 120 and error.file.endswith("nn_1/data_groups.csv")
+    assert seen == genuine[:len(seen)] and len(seen) < 119

@@ -23,6 +23,8 @@ from emm1_lib.errors import raise_first
 from emm1_lib.io.fs import file_size
 from emm1_lib.io.fs import is_remote
 from emm1_lib.io.fs import open_binary
+from emm1_lib.io.ids import check_ids
+from emm1_lib.io.ids import is_id_column
 
 # Grouping rows are short lines of integers, so a byte range of this size holds ~500k rows.
 DEFAULT_SHARD_BYTES = 16 << 20
@@ -149,17 +151,60 @@ def _convert_options(header: Sequence[str], column_types: Dict[str, pa.DataType]
     )
 
 
+# ---------------------------------------------------------------------------------------------- ids
+
+
+def id_columns(header: Sequence[str], column_types: Dict[str, pa.DataType]) -> List[str]:
+    """The integer columns of `column_types` present in `header` that hold ids (`emm1_lib.io.ids.is_id_column`)."""
+    return [name for name, kind in column_types.items()
+            if name in header and pa.types.is_integer(kind) and is_id_column(name)]
+
+
+def _ids_as_text(column_types: Dict[str, pa.DataType], ids: Sequence[str]) -> Dict[str, pa.DataType]:
+    """`column_types` with the id columns read as text: pyarrow's int64 reader accepts hex and null spellings."""
+    return {name: (pa.string() if name in ids else kind) for name, kind in column_types.items()}
+
+
+def _with_checked_ids(path: str, table, ids: Sequence[str], column_types: Dict[str, pa.DataType],
+                      line_of_row: Callable[[int], Optional[int]], missing_is_error: bool = False):
+    """`table` (a Table or RecordBatch read with `_ids_as_text`) with its id columns as integers, or the id rule's
+    first error (`emm1_lib.io.ids`). `line_of_row(row)` locates a row's file line (error path only)."""
+    def lines_of(rows: np.ndarray) -> Tuple[int, ...]:
+        line = line_of_row(int(rows[0])) if len(rows) else None
+        return (line,) if line is not None else ()
+
+    for name in ids:
+        values, found = check_ids(path, name, table.column(name), lines_of, missing_is_error)
+        raise_first(found)
+        if values.type != column_types[name]:
+            values = values.cast(column_types[name])
+        index = table.schema.get_field_index(name)
+        if isinstance(table, pa.RecordBatch):  # RecordBatch.set_column is younger than the pyarrow we support
+            columns = list(table.columns)
+            columns[index] = values
+            table = pa.RecordBatch.from_arrays(columns, schema=table.schema.set(index, pa.field(name, values.type)))
+        else:
+            table = table.set_column(index, pa.field(name, values.type), values)
+    return table
+
+
+def _file_line_of_row(path: str, row: int) -> Optional[int]:
+    """The file line of data row `row` (0-based) of a whole-file read (header = record 1). Slow: error path only."""
+    with open_binary(path) as f:
+        return _line_of_record(f, row + 2)
+
+
 # ---------------------------------------------------------------------------------------------- counting bytes
 
 
-def _count_byte_in(data, value: int) -> int:
-    """How many bytes of `data` (bytes-like) equal `value`."""
+def _count_byte_in(data, value: int, compare: np.ufunc = np.equal) -> int:
+    """How many bytes of `data` (bytes-like) equal `value` (or compare to it so, e.g. `np.greater`)."""
     values = np.frombuffer(data, np.uint8)
     scratch = np.empty(min(len(values), _COUNT_BLOCK_BYTES), bool)
     total = 0
     for start in range(0, len(values), _COUNT_BLOCK_BYTES):
         piece = values[start:start + _COUNT_BLOCK_BYTES]
-        total += int(np.count_nonzero(np.equal(piece, value, out=scratch[:len(piece)])))
+        total += int(np.count_nonzero(compare(piece, value, out=scratch[:len(piece)])))
     return total
 
 
@@ -415,19 +460,21 @@ def read_csv_table(
     """Read the columns of `column_types` present in the CSV at `path` (those in `required` must be).
 
     Quoted values may span lines. A file with an odd number of double quotes is refused: a quote
-    left open makes pyarrow merge every following line into one value without a word.
+    left open makes pyarrow merge every following line into one value without a word. Id columns
+    (`emm1_lib.io.ids`) hold decimal integers, empty cells giving null (each table's rule decides).
     """
     header = read_header(path)
     check_columns(path, header, required)
+    ids = id_columns(header, column_types)
     read_options = pacsv.ReadOptions(block_size=_READ_BLOCK_BYTES)
-    convert_options = _convert_options(header, column_types)
+    convert_options = _convert_options(header, _ids_as_text(column_types, ids))
     try:
         table, quotes = _read_counting_quotes(path, read_options, convert_options)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise _whole_table_error(path, err, convert_options) from err
     if quotes % 2:
         raise _unbalanced_quote_error(path)
-    return table
+    return _with_checked_ids(path, table, ids, column_types, lambda row: _file_line_of_row(path, row))
 
 
 def iter_csv_batches(
@@ -443,7 +490,8 @@ def iter_csv_batches(
     """
     header = read_header(path)
     check_columns(path, header, required)
-    convert_options = _convert_options(header, column_types)
+    ids = id_columns(header, column_types)
+    convert_options = _convert_options(header, _ids_as_text(column_types, ids))
     block_size = _STREAM_BLOCK_BYTES
     done = 0  # rows already yielded: a read with a larger block skips them
     while True:
@@ -457,6 +505,13 @@ def iter_csv_batches(
                         skip -= batch.num_rows
                         continue
                     batch, skip = batch.slice(skip), 0
+                    try:
+                        batch = _with_checked_ids(path, batch, ids, column_types,
+                                                  lambda row, before=done: _file_line_of_row(path, before + row))
+                    except EMM1DataError as err:  # an open quote (checked at the end) would explain it: say that
+                        if _count_byte(path, _QUOTE) % 2:
+                            raise _unbalanced_quote_error(path) from err
+                        raise
                     done += batch.num_rows
                     yield batch
             except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
@@ -474,8 +529,75 @@ def iter_csv_batches(
 # ---------------------------------------------------------------------------------------------- byte ranges
 
 
-def byte_ranges(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES) -> List[Tuple[int, int]]:
-    """Split a file into `[start, end)` byte ranges of about `shard_bytes` each (at least one)."""
+def _odd_quote_line(blocks: Iterable[bytes]) -> Optional[int]:
+    """The first line (1-based, of the text the blocks make up) holding an odd number of double quotes, or None.
+
+    That line opens a quoted value which runs on past its line break (or holds a stray quote): every line up to
+    the closing quote starts inside quotes. Vectorised per block; a block without quotes only counts its lines.
+    """
+    lines, parity = 0, 0
+    for block in blocks:
+        values = np.frombuffer(block, np.uint8)
+        for start in range(0, len(values), _COUNT_BLOCK_BYTES):
+            piece = values[start:start + _COUNT_BLOCK_BYTES]
+            newlines = np.flatnonzero(piece == _NEWLINE)
+            quotes = piece == _QUOTE
+            if not quotes.any():
+                lines += len(newlines)
+                continue
+            seen = np.cumsum(quotes, dtype=np.int32)  # quotes up to and including each byte
+            odd = (seen[newlines] + parity) & 1
+            if odd.any():
+                return lines + int(np.argmax(odd)) + 1
+            parity = (parity + int(seen[-1])) & 1
+            lines += len(newlines)
+    return lines + 1 if parity else None
+
+
+def _file_blocks(path: str) -> Iterator[bytes]:
+    with open_binary(path) as f:
+        yield from iter(lambda: f.read(1 << 20), b"")
+
+
+def quoted_line_break_line(path: str) -> Optional[int]:
+    """The first line of the file at `path` with an odd number of double quotes (a quoted value spanning lines,
+    or a stray quote), or None. A file whose data rows hold no quote (the usual grouping file, even with a
+    quoted header) costs one byte count of it."""
+    with open_binary(path) as f:
+        header_line = f.read(1 << 20).split(b"\n", 1)[0]
+    if header_line.count(b'"') % 2:
+        return 1
+    if _count_byte(path, _QUOTE) == header_line.count(b'"'):
+        return None
+    return _odd_quote_line(_file_blocks(path))
+
+
+def quoted_line_break_violations(path: str) -> List[Violation]:
+    """The grouping-file quote rule (`quoted_line_break`): no line holds an odd number of double quotes, i.e. no
+    quoted value spans a line break. A grouping file is read as independent byte ranges (shards for streaming,
+    `num_proc` and multi-node); a range cannot tell a line inside quotes from a row, so such a file would gain
+    phantom rows. Grouping rows are integers, which need no line break: the file is refused."""
+    line = quoted_line_break_line(path)
+    if line is None:
+        return []
+    what = ("a double-quoted value starts here and runs past the end of the line (or a quote is stray). Grouping "
+            "files hold integer rows; they are read as independent byte ranges, which cannot tell a line inside "
+            "quotes from a row. Remove the line break (or the column holding it) or the stray quote.")
+    return [Violation("quoted_line_break", path, f"{path}, line {line}: {what}", lines=(line,),
+                      summary=f"line {line}: {what}")]
+
+
+def byte_ranges(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES, check_quotes: bool = True) -> List[Tuple[int, int]]:
+    """Split a file into `[start, end)` byte ranges of about `shard_bytes` each (at least one).
+
+    A range starts with the first line that starts in it, so a quoted value spanning lines would start phantom
+    rows: with `check_quotes`, a local file breaking the quote rule (`quoted_line_break_violations`) is refused
+    here, before any range is read, whatever reads them (processes, nodes, shuffled shard order). A remote file
+    is not downloaded for this: `read_csv_range` refuses each range holding an offending line, which comes
+    before any range it affects in file order.
+    """
+    if check_quotes and not is_remote(path):
+        raise_first(quoted_line_break_violations(path))
     size = file_size(path)
     shard_bytes = max(1, int(shard_bytes))
     starts = list(range(0, size, shard_bytes)) or [0]
@@ -523,6 +645,21 @@ def _parse_rows(rows: pa.Buffer, header: Sequence[str], column_types: Dict[str, 
                           convert_options=_convert_options(header, column_types))
 
 
+def _holds_letters(data) -> bool:
+    """Whether bytes hold any byte above "9" (letters, non-ASCII): of the cells pyarrow's int64 reader accepts, those
+    the id rule refuses have one ("0x10", "NA", "NaN", "#N/A", ...) or are empty (null). One compare per byte."""
+    return bool(_count_byte_in(data, ord("9"), np.greater))
+
+
+def _check_range_quotes(path: str, data) -> None:
+    """Refuse a range holding a line with an odd number of quotes (`quoted_line_break`), naming the file's first:
+    every range of the file reports the same line, whichever process reads it first."""
+    if not _count_byte_in(data, _QUOTE):
+        return
+    if _odd_quote_line([data]) is not None:
+        raise_first(quoted_line_break_violations(path))
+
+
 def read_csv_range(
     path: str,
     start: int,
@@ -532,8 +669,10 @@ def read_csv_range(
 ) -> Optional[pa.Table]:
     """Read the rows of a CSV whose lines start in `[start, end)` (the header line is skipped).
 
-    Safe for files without quoted newlines, which holds for the all-integer grouping files.
-    Returns None when the range holds no row.
+    For the all-integer grouping files: a line with an odd number of double quotes is refused
+    (`quoted_line_break_violations`), as are id cells that are not decimal integers or are empty
+    (`emm1_lib.io.ids`: hex and null spellings are found by a count of the range's letters, empty cells by the
+    columns' null counts, then located). Returns None when the range holds no row.
     """
     with open_binary(path) as f:
         position, chunk = _read_line_aligned(f, start, end)
@@ -542,11 +681,28 @@ def read_csv_range(
         first = chunk.find(b"\n") + 1 if b"\n" in chunk else len(chunk)
     if not chunk[first:first + 4096].strip() and not chunk[first:].strip():
         return None
+    data = memoryview(chunk)[first:]
+    _check_range_quotes(path, data)
     rows = pa.py_buffer(chunk)[first:]
+    header_lines = 1 if start == 0 else 0
+    ids = id_columns(header, column_types)
+
+    def check_ids_as_text() -> None:
+        """Read the id columns again as text and raise the id rule's first error, if any."""
+        table = _parse_rows(rows, header, _ids_as_text(column_types, ids))
+        _with_checked_ids(path, table, ids, column_types,
+                          lambda row: _chunk_line(path, position, chunk, row + 1 + header_lines), missing_is_error=True)
+
     try:
-        return _parse_rows(rows, header, column_types)
+        table = _parse_rows(rows, header, column_types)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        try:
+            check_ids_as_text()  # an id that is no integer: the id rule's words
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
         record, err = _first_failing_record(lambda: _parse_rows(rows, header, column_types, use_threads=False), err)
-        header_lines = 1 if start == 0 else 0
         line = None if record is None else _chunk_line(path, position, chunk, record + header_lines)
         raise _parse_error(path, err, line, start_byte=start) from err
+    if ids and (_holds_letters(data) or any(table.column(name).null_count for name in ids)):
+        check_ids_as_text()
+    return table

@@ -5,8 +5,9 @@ the id and what to do); `emm1 validate` calls the same functions and reports eve
 never raises for bad data. Rules on the builders' hot path find *that* something is wrong in the
 pass the builder already makes (e.g. `pc.min_max`), and only then compute rows, lines and messages.
 
-Header rules (required / repeated columns) live with the CSV reader that enforces them
-(`emm1_lib.io.tables.column_violations`) and are re-exported here.
+Rules that the CSV readers enforce while reading live with them and are re-exported here: the header rules
+(required / repeated columns, `emm1_lib.io.tables.column_violations`), the grouping files' quote rule
+(`quoted_line_break_violations`) and the id rule (`emm1_lib.io.ids`: `id_cells`, `parse_ids`, `id_violations`).
 """
 import json
 from dataclasses import dataclass
@@ -18,8 +19,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from emm1_lib.errors import Violation
+from emm1_lib.io.ids import ID_HINT
+from emm1_lib.io.ids import id_cells
+from emm1_lib.io.ids import id_violations
+from emm1_lib.io.ids import is_id_column
+from emm1_lib.io.ids import parse_ids
 from emm1_lib.io.tables import column_violations
 from emm1_lib.io.tables import has_data_rows
+from emm1_lib.io.tables import quoted_line_break_violations
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import NUM_NEIGHBOURS
 from emm1_lib.schema.layout import TRIPLET_COLUMNS
@@ -143,8 +150,9 @@ _NULL_VALUES = pa.array(pacsv.ConvertOptions().null_values, pa.string())
 
 
 def int64_cells(cells: Column) -> Tuple[pa.Array, np.ndarray]:
-    """Read text cells as the CSV reader reads an int64 column: the values (null for null cells and invalid
-    ones) and a boolean mask of the invalid ones.
+    """Read text cells as the CSV reader reads an int64 column that holds no ids (`nn_index`, annotation codes):
+    the values (null for null cells and invalid ones) and a boolean mask of the invalid ones. Id columns follow
+    the stricter id rule (`id_cells`).
 
     The reader's grammar: a null spelling (`""`, `NA`, `null`, ... exactly) is null; otherwise, after
     trimming spaces and tabs, an optional `-` and decimal digits within int64 (leading zeros allowed), or `0x`
@@ -312,10 +320,44 @@ def triplet_roles(schema: str) -> Tuple[str, str]:
     return ("paired_modality", "annotated_modality") if schema == "released" else ("modality_1", "modality_2")
 
 
+def triplet_ids(table: pa.Table, schema: str, path: str, rows: Rows = Rows()) -> List[Violation]:
+    """Every triplet names its caption and its two items (`missing_id`, one violation per column): an empty
+    `encord_text_id`, `encord_paired_id` or `encord_annotated_id` (released), or an empty `encord_text_id` or
+    `encord_{m}_id` of the row's `modality_1` / `modality_2` (seed, whose other per-modality columns are blank
+    by design). The reader has already refused cells that are not ids."""
+    if schema == "released":
+        masks = [(c, pc.is_null(table[c])) for c in ("encord_text_id", "encord_paired_id", "encord_annotated_id")]
+    else:
+        masks = [("encord_text_id", pc.is_null(table["encord_text_id"]))]
+        for m in MODALITIES:
+            column = f"encord_{m}_id"
+            uses = pc.or_(pc.equal(table["modality_1"], m), pc.equal(table["modality_2"], m))
+            if column in table.column_names:
+                masks.append((column, pc.and_(uses, pc.is_null(table[column]))))
+            else:
+                masks.append((column, uses))
+    text_ids = _flat(table["encord_text_id"])
+    found: List[Violation] = []
+    for column, mask in masks:
+        bad = np.flatnonzero(_numpy(mask))
+        if not len(bad):
+            continue
+        first = int(bad[0])
+        found.append(Violation(
+            "missing_id", path,
+            f"{_row_at(path, rows, first, f'encord_text_id={text_ids[first].as_py()}')}: {column} is empty. Every "
+            "triplet names its caption and its two items: fill the id in or remove the row.",
+            lines=rows.lines_of(bad), count=len(bad),
+            summary=f"{{count}} row(s) have an empty {column}; every triplet needs it (the builders refuse the file).",
+        ))
+    return found
+
+
 def triplet_rows(table: pa.Table, schema: str, path: str, codes: Sequence[int], rows: Rows = Rows()) -> List[Violation]:
     """Row rules of `triplets.csv` (as read, either generation), in the order the builder checks them:
-    known modalities, two different modalities, known annotation codes (`bad_value` errors); for the seed,
-    `annotated_modality` != `modality_2` is a warning (the annotated item is taken from `modality_2`)."""
+    ids present (`triplet_ids`), known modalities, two different modalities, known annotation codes (`bad_value`
+    errors); for the seed, `annotated_modality` != `modality_2` is a warning (the annotated item is taken from
+    `modality_2`)."""
     paired_column, annotated_column = triplet_roles(schema)
     paired, annotated = table[paired_column], table[annotated_column]
     text_ids = _flat(table["encord_text_id"])
@@ -330,7 +372,7 @@ def triplet_rows(table: pa.Table, schema: str, path: str, codes: Sequence[int], 
     checks.append((pc.invert(pc.is_in(table["annotation"], value_set=pa.array(list(codes), pa.int64()))),
                    table["annotation"], lambda v: f"unknown annotation code {v!r}",
                    f"Known codes (annotation_mapping.csv): {list(codes)}.", f"unknown annotation code (known: {list(codes)})"))
-    found: List[Violation] = []
+    found: List[Violation] = triplet_ids(table, schema, path, rows)
     for mask, column, what, hint, summary in checks:
         bad = np.flatnonzero(_numpy(mask))
         if not len(bad):
@@ -408,8 +450,8 @@ def json_problem(path: str, err: Exception) -> Violation:
 
 
 def _json_ids(values: List[Any]) -> Tuple[np.ndarray, np.ndarray]:
-    """(ids, valid) of JSON values: an id is a non-negative int64, as a JSON integer or as text in the CSV
-    reader's grammar (`int64_cells`)."""
+    """(ids, valid) of JSON values: an id is a non-negative int64, as a JSON integer or as text in the id
+    grammar of the CSV files (`id_cells`: no hex, no empty string)."""
     ids = np.full(len(values), -1, dtype=np.int64)
     valid = np.zeros(len(values), dtype=bool)
     text = [i for i, v in enumerate(values) if isinstance(v, str)]
@@ -419,7 +461,7 @@ def _json_ids(values: List[Any]) -> Tuple[np.ndarray, np.ndarray]:
         ids[numbers] = [values[i] for i in numbers]
         valid[numbers] = True
     if text:
-        parsed, invalid = int64_cells(pa.array([values[i] for i in text], pa.string()))
+        parsed, invalid = id_cells(pa.array([values[i] for i in text], pa.string()))
         parsed = pc.fill_null(parsed, -1).to_numpy(zero_copy_only=False)
         ok = ~invalid & (parsed >= 0)
         ids[np.asarray(text)[ok]] = parsed[ok]
@@ -667,8 +709,10 @@ def prejoined_triplets(path: str, modalities: Dict[str, Tuple[str, str, Column]]
 
 
 __all__ = [
-    "Column", "MAX_VALUES", "Rows", "annotation_mapping", "annotation_mapping_header", "category_lists", "category_rows",
-    "column_violations", "data_rows", "infos_ids", "int64_cells", "json_problem", "media_by_id", "missing_seed_media",
-    "nn_index", "prejoined_columns", "prejoined_pair", "prejoined_rows", "prejoined_triplets", "triplet_roles",
-    "triplet_rows", "triplets_schema", "unsafe_path_parts",
+    "annotation_mapping", "annotation_mapping_header", "category_lists", "category_rows", "Column",
+    "column_violations", "data_rows", "id_cells", "ID_HINT", "id_violations", "infos_ids", "int64_cells",
+    "is_id_column", "json_problem", "MAX_VALUES", "media_by_id", "missing_seed_media", "nn_index", "parse_ids",
+    "prejoined_columns", "prejoined_pair", "prejoined_rows", "prejoined_triplets", "quoted_line_break_violations",
+    "Rows", "stored_media_paths", "triplet_ids", "triplet_roles", "triplet_rows", "triplets_schema",
+    "unsafe_path_parts",
 ]

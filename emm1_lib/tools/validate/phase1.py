@@ -62,8 +62,11 @@ def validate_phase1(ctx: Collector, split: SplitReport, modalities: Sequence[str
                 found.extend(rules.nn_index(t.table["nn_index"], t.table["encord_text_id"], path, t.rows, folder_k=k))
             hashes.append(row_hashes(t.table, t.table.column_names))
 
-        failed = None
-        for start, end in byte_ranges(path, shard_bytes):
+        failed, explained = None, False
+        quotes = rules.quoted_line_break_violations(path)  # byte ranges would start rows inside quotes
+        if not ctx.violations(quotes, split.name):
+            failed, explained = quotes[0].message, True
+        for start, end in [] if failed else byte_ranges(path, shard_bytes, check_quotes=False):
             try:
                 shard = read_csv_range(path, start, end, header, types)
             except EMM1DataError as err:
@@ -75,7 +78,8 @@ def validate_phase1(ctx: Collector, split: SplitReport, modalities: Sequence[str
         if failed is not None:  # start again on the whole file, listing every bad line
             refs = {m: references_to(infos_of[m], id_columns[m]) for m in id_columns}
             hashes, found = [], []
-            t = diagnose_csv(ctx, path, header, types, failed, split.name, None)
+            t = diagnose_csv(ctx, path, header, types, failed, split.name, None, explained=explained,
+                             missing_ids_are_errors=True)
             if t is None:
                 continue
             consume(t)

@@ -2,8 +2,9 @@
 
 The shared readers (`emm1_lib.io.tables`) stop at the first problem. The diagnostic reader reads every wanted
 column as bytes with pyarrow's `invalid_row_handler` (rows with the wrong number of fields are recorded and
-skipped), then checks each cell: UTF-8, and for integer columns the reader's own id grammar
-(`rules.int64_cells`). Bad lines are reported and left out; the rest keep the wanted types and are checked.
+skipped), then checks each cell: UTF-8, the id rule for id columns (`rules.id_violations`) and for other
+integer columns the reader's own grammar (`rules.int64_cells`). Bad lines are reported and left out; the rest
+keep the wanted types and are checked.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -86,11 +87,13 @@ def _not_utf8(cells: pa.Array) -> np.ndarray:
 
 
 def diagnose_csv(ctx: Collector, path: str, header: List[str], types: Dict[str, pa.DataType], reason: str,
-                 split: Optional[str], modality: Optional[str], explained: bool = False) -> Optional[Table]:
+                 split: Optional[str], modality: Optional[str], explained: bool = False,
+                 missing_ids_are_errors: bool = False) -> Optional[Table]:
     """Re-read a CSV the shared reader refused, listing every bad line; return the good rows.
 
     `reason` (the shared reader's refusal) is reported as `unparsable` when no bad line is found, unless
-    the caller already reported it (`explained`).
+    the caller already reported it (`explained`). Id columns follow the id rule (`rules.id_violations`); with
+    `missing_ids_are_errors` (grouping files) an empty id is an error too, as the grouping reader has it.
     """
     wanted = [c for c in types if c in header]
     skipped: List[Tuple[int, int, str]] = []
@@ -147,7 +150,19 @@ def diagnose_csv(ctx: Collector, path: str, header: List[str], types: Dict[str, 
             )
             cells = pc.if_else(pa.array(bad), pa.scalar(None, cells.type), cells)
         text = cells.cast(pa.string())
-        if pa.types.is_integer(types[name]):
+        if pa.types.is_integer(types[name]) and rules.is_id_column(name):
+            values, invalid = rules.parse_ids(text)  # the readers' id rule, every cell
+            violations = rules.id_violations(path, name, text, values, invalid, lambda rows: kept_lines[rows],
+                                             missing_ids_are_errors, ignore=bad.copy())
+            if violations:
+                found_any = True
+                ctx.violations(violations, split, modality)
+                if invalid is not None:
+                    bad |= invalid
+                if missing_ids_are_errors:
+                    bad |= pc.is_null(values).to_numpy(zero_copy_only=False)
+            columns[name] = values
+        elif pa.types.is_integer(types[name]):
             values, not_int = rules.int64_cells(text)  # the reader's grammar, every cell
             not_int = np.flatnonzero(not_int)
             if len(not_int):
