@@ -398,3 +398,36 @@ def test_sigkill_mid_way_then_rerun_equals_a_clean_run(tree, tmp_path):
         assert subprocess.run(command + ["--root-data-path", str(clean)], env=env).returncode == 0
     assert _files_under(killed) == _files_under(clean)
     assert not [p for p in killed.rglob("*") if p.name.startswith(PARTIAL_PREFIX)]
+
+
+def test_not_enough_free_space_stops_before_fetching(tree, server, tmp_path, monkeypatch):
+    body, _ = _coco_zip(tree, n_filler=0)
+    server.add("/zips/train2017.zip", Route(body, "application/zip"))
+    _set_image_sources(tree, lambda row: ("COCO", str(row["encord_image_id"])))
+    plan = build_plan(tree.metadata_dir, configs=["phase1_all"], modalities=["image"])
+    sources = load_sources(mirrors={"COCO": server.url("/zips/train2017.zip")})
+    import shutil
+    from collections import namedtuple
+
+    from emm1_lib.acquire.run import InsufficientSpaceError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 100, 100))
+    root = tmp_path / "root"
+    with pytest.raises(InsufficientSpaceError, match="only 100 free"):
+        download(plan, str(root), sources, DownloadOptions(**FAST))
+    assert not [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_benchmark_smoke(tmp_path):
+    """benchmarks/download.py runs end to end on a tiny size (no timing asserted: see docs/downloading.md)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import download as benchmark
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    report = benchmark.main(["--images", "6", "--workers", "3", "--latency", "0", "--zip-members", "200",
+                             "--rerun-items", "50", "--json", str(tmp_path / "report.json")])
+    assert report["url_images"]["images"] == 6 and report["rerun"]["items"] == 50
+    assert report["zip_subset"]["subset"] == 2 and report["zip_subset"]["emm1_bytes"] < report["zip_subset"]["archive_bytes"]
+    assert json.loads((tmp_path / "report.json").read_text())["zip_subset"]["members"] == 200

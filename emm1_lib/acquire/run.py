@@ -193,10 +193,14 @@ def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceRepo
 
 
 def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions,
-           archive_sizes: bool = True) -> Dict[str, SourceReport]:
-    """Per source: needed, present, the mechanism and (archives, when `archive_sizes`) the bytes to transfer."""
+           archive_sizes: bool = True, present: Optional[np.ndarray] = None) -> Dict[str, SourceReport]:
+    """Per source: needed, present, the mechanism and (archives, when `archive_sizes`) the bytes to transfer.
+
+    `present`: the items already there (`present_mask`), when the caller has it.
+    """
     manifest = Manifest(manifest_path(root))
-    present = present_mask(plan.items, root, manifest) if os.path.isdir(root) else np.zeros(plan.items.num_rows, bool)
+    if present is None:
+        present = present_mask(plan.items, root, manifest) if os.path.isdir(root) else np.zeros(plan.items.num_rows, bool)
     reports: Dict[str, SourceReport] = {}
     run = _Run(root, sources, options, manifest)
     for name in sorted(plan.source_counts):
@@ -231,7 +235,7 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     folders = {os.path.dirname(os.path.join(root, d)) for d in pc.unique(plan.items["destination"]).to_pylist()}
     remove_partials(folders)
     present = present_mask(plan.items, root, manifest)
-    reports = survey(plan, root, sources, options, archive_sizes=options.check_space)
+    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present)
     expected = sum(r.expected_bytes or 0 for r in reports.values())
     free = shutil.disk_usage(root).free
     if options.check_space and expected > free:

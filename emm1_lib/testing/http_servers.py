@@ -60,6 +60,9 @@ class MediaServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in separate writes: with Nagle's algorithm on, the client's delayed ACK
+            # would add ~40 ms to every response, more than the latency the benchmark injects
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
