@@ -431,3 +431,123 @@ def test_benchmark_smoke(tmp_path):
     assert report["url_images"]["images"] == 6 and report["rerun"]["items"] == 50
     assert report["zip_subset"]["subset"] == 2 and report["zip_subset"]["emm1_bytes"] < report["zip_subset"]["archive_bytes"]
     assert json.loads((tmp_path / "report.json").read_text())["zip_subset"]["members"] == 200
+
+
+# ---------------------------------------------------------------- streamed tar archives (OpenShape points)
+
+
+def _points_tree(tree, tmp_path):
+    """EShot points as OpenShape `.npy` files: file_name `{id}.npy`, file_id an Objaverse-like uid; returns
+    {file_id: bytes} of the real files, written by the sample generator's OpenShape writer."""
+    from emm1_lib.testing.sample_media import write_openshape_npy
+
+    path = os.path.join(tree.eshot_dir, "eshot_points_info.csv")
+    table = pacsv.read_csv(path)
+    ids = table["eshot_point_id"].to_pylist()
+    uids = [f"{i:032x}" for i in ids]
+    table = table.set_column(table.column_names.index("file_id"), "file_id", pa.array(uids))
+    table = table.set_column(table.column_names.index("file_name"), "file_name", pa.array([f"{i}.npy" for i in ids]))
+    pacsv.write_csv(table, path)
+    files = {}
+    for n, uid in enumerate(uids):
+        write_openshape_npy(tmp_path / "npy.npy", seed=n)
+        files[uid] = (tmp_path / "npy.npy").read_bytes()
+    return files
+
+
+def _tar_gz(members):
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(data, str):  # a symlink to `data`
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                archive.addfile(info)
+            else:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_tar_gz_is_streamed_once_and_stops_early(tree, tmp_path):
+    server = MediaServer(rate=8 << 20).start()  # a bandwidth cap: the server notices the hang-up within a piece
+    files = _points_tree(tree, tmp_path)
+    filler = [(f"Objaverse/000-001/filler{i}.npy", np.random.default_rng(i).bytes(20000)) for i in range(200)]
+    wanted = [(f"Objaverse/000-000/{uid}.npy", data) for uid, data in files.items()]
+    body = _tar_gz(wanted + filler)  # every wanted member comes first: the stream must stop before the filler
+    url = server.add("/Objaverse/000-000.tar.gz", Route(body, "application/gzip"))
+    plan = build_plan(tree.metadata_dir, configs=["eshot_points"])
+    root = tmp_path / "root"
+    report = download(plan, str(root), load_sources(mirrors={"EShot points": url}), DownloadOptions(**FAST))["EShot points"]
+    assert (report.fetched, report.failed) == (len(files), 0)
+    time.sleep(0.3)  # let the server's writer see the closed connection
+    server.stop()
+    assert server.requests == 1 and server.bytes_sent < len(body) / 2, (server.bytes_sent, len(body))
+    by_id = dict(zip(plan.items["id"].to_pylist(), plan.items["file_id"].to_pylist()))
+    for item in plan.items.to_pylist():
+        assert (root / item["destination"]).read_bytes() == files[by_id[item["id"]]]
+
+
+def test_tar_links_and_slip_names_write_nothing_outside_root(tree, server, tmp_path):
+    files = _points_tree(tree, tmp_path)
+    uids = list(files)
+    members = [(f"../../../{uids[0]}.npy", files[uids[0]]), (f"{uids[1]}.npy", "/etc/passwd")]
+    members += [(f"x/{uid}.npy", files[uid]) for uid in uids[2:]]
+    url = server.add("/evil.tar.gz", Route(_tar_gz(members)))
+    plan = build_plan(tree.metadata_dir, configs=["eshot_points"])
+    root = tmp_path / "sandbox" / "root"
+    before = {p for p in tmp_path.rglob("*") if "sandbox" not in p.parts}
+    report = download(plan, str(root), load_sources(mirrors={"EShot points": url}), DownloadOptions(**FAST))["EShot points"]
+    assert {p for p in tmp_path.rglob("*") if "sandbox" not in p.parts} == before
+    records = {r["file_id"]: r for r in map(json.loads, open(manifest_path(str(root))))}
+    assert "not a regular file" in records[uids[1]]["error"]
+    assert records[uids[0]]["status"] == "ok"  # matched by base name, written to the plan's destination
+    assert report.failed == 1 and not [p for p in root.rglob("*") if p.is_symlink()]
+
+
+def test_missing_member_and_absent_archive_are_reported(tree, server, tmp_path):
+    files = _points_tree(tree, tmp_path)
+    uids = list(files)
+    url = server.add("/part.tar.gz", Route(_tar_gz([(f"{uid}.npy", files[uid]) for uid in uids[1:]])))
+    sources = load_sources(mirrors={"EShot points": url})
+    plan = build_plan(tree.metadata_dir, configs=["eshot_points"])
+    report = download(plan, str(tmp_path / "root"), sources, DownloadOptions(**FAST))["EShot points"]
+    assert (report.fetched, report.failed) == (len(uids) - 1, 1)
+    records = {r["file_id"]: r for r in map(json.loads, open(manifest_path(str(tmp_path / "root"))))}
+    assert f"{uids[0]}.npy" in records[uids[0]]["error"] and "not found in" in records[uids[0]]["error"]
+    sources = load_sources(mirrors={"EShot points": server.url("/gone.tar.gz")})
+    report = download(plan, str(tmp_path / "other"), sources, DownloadOptions(**FAST))["EShot points"]
+    assert report.failed == len(uids) and any("HTTP 404" in e for e in report.errors)
+
+
+# ---------------------------------------------------------------- files already there, manifest edge cases
+
+
+def test_files_already_present_are_adopted_after_decoding(tree, server, tmp_path):
+    _url_tree(tree, server)
+    plan = build_plan(tree.metadata_dir, configs=["phase1_all"], modalities=["image"])
+    root = tmp_path / "root"
+    infos = {r["encord_image_id"]: r for r in pacsv.read_csv(_infos(tree, tree.phase1_dir)).to_pylist()}
+    good, bad = plan.items.to_pylist()[:2]
+    for item in (good, bad):
+        (root / item["destination"]).parent.mkdir(parents=True, exist_ok=True)
+    (root / good["destination"]).write_bytes(_media_bytes(tree, infos[good["id"]]))
+    (root / bad["destination"]).write_bytes(b"<html>not an image</html>")
+    requests_before = server.requests
+    report = download(plan, str(root), load_sources(), DownloadOptions(**FAST))["Conceptual Captions"]
+    assert (report.present, report.fetched) == (1, 5)
+    assert server.requests - requests_before == 5  # the decodable file was kept, the other fetched again
+    assert (root / bad["destination"]).read_bytes() == _media_bytes(tree, infos[bad["id"]])
+
+
+def test_a_manifest_line_cut_by_a_kill_is_ignored(tmp_path):
+    from emm1_lib.acquire.store import Manifest
+
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"destination": "a/image/1.jpg", "status": "failed", "bytes": None}) + "\n"
+                    + json.dumps({"destination": "a/image/1.jpg", "status": "ok", "bytes": 7, "sha256": "x"}) + "\n"
+                    + '{"destination": "a/image/2.jpg", "sta')
+    last = Manifest(str(path)).last_status().to_pylist()
+    assert last == [{"destination": "a/image/1.jpg", "status": "ok", "bytes": 7}]

@@ -13,7 +13,7 @@ import struct
 import threading
 import zipfile
 import zlib
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Set, Tuple
 
 from emm1_lib.acquire.sources import Source
 
@@ -135,3 +135,40 @@ class RemoteZip:
 def item_chunks(body: bytes) -> Iterator[bytes]:
     for start in range(0, len(body), CHUNK):
         yield body[start:start + CHUNK]
+
+
+def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dict[str, str]] = None
+               ) -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
+    """Read the (optionally compressed) tar at `url` front to back, once, without storing it: yields
+    `(basename, bytes, None)` for each regular member whose base name is in `wanted` and
+    `(basename, None, reason)` for a wanted name that is a symlink, hard link or other non-file (not followed).
+    Stops reading as soon as every wanted name was seen. Member paths are only compared, never used as paths.
+    """
+    import tarfile
+
+    import requests
+
+    left = set(wanted)
+    try:
+        with _session().get(url, stream=True, timeout=(timeout, timeout), headers=headers or {}) as response:
+            if response.status_code >= 400:
+                raise FetchError(f"HTTP {response.status_code} from {url}", retry=response.status_code >= 500)
+            response.raw.decode_content = True
+            with tarfile.open(fileobj=response.raw, mode="r|*") as archive:
+                for member in archive:
+                    name = member.name.rsplit("/", 1)[-1]
+                    if name not in left:
+                        continue
+                    left.discard(name)
+                    if not member.isreg():
+                        yield name, None, f"{url}: member {member.name!r} is not a regular file (a link?); not followed"
+                    else:
+                        yield name, archive.extractfile(member).read(), None
+                    if not left:
+                        return
+    except requests.exceptions.Timeout as err:
+        raise FetchError(f"{url}: timed out after {timeout:g} s while streaming the archive", retry=True) from err
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, EOFError) as err:
+        raise FetchError(f"{url}: the archive stream broke off ({type(err).__name__}: {err})", retry=True) from err
+    except tarfile.TarError as err:
+        raise FetchError(f"{url}: not a readable tar archive ({err})") from err

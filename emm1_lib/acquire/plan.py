@@ -51,14 +51,16 @@ class Plan:
     items: pa.Table
     source_counts: Dict[str, int] = field(default_factory=dict)
 
-    def tasks(self, shard_items: int = DEFAULT_SHARD_ITEMS) -> List[Task]:
-        """The plan cut into independent tasks: per source (in name order), shards of at most `shard_items`."""
+    def tasks(self, shard_items: int = DEFAULT_SHARD_ITEMS, whole: Sequence[str] = ()) -> List[Task]:
+        """The plan cut into independent tasks: per source (in name order), shards of at most `shard_items`;
+        the sources named in `whole` (streamed archives, read once for all their items) in one task each."""
         tasks = []
         sources = self.items["source"]
         for source in sorted(self.source_counts):
             rows = self.items.filter(pc.equal(sources, source))
-            for shard, start in enumerate(range(0, rows.num_rows, shard_items)):
-                tasks.append(Task(source, shard, rows.slice(start, shard_items)))
+            size = max(rows.num_rows, 1) if source in whole else shard_items
+            for shard, start in enumerate(range(0, rows.num_rows, size)):
+                tasks.append(Task(source, shard, rows.slice(start, size)))
         return tasks
 
 

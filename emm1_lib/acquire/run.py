@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks
+from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks, stream_tar
 from emm1_lib.acquire.plan import Plan, Task
-from emm1_lib.acquire.sources import Source
+from emm1_lib.acquire.sources import STREAMED_KINDS, Source
 from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, decode_check, \
     manifest_path, remove_partials, write_verified
 
@@ -91,6 +91,43 @@ def present_mask(items: pa.Table, root: str, manifest: Manifest) -> np.ndarray:
         except OSError:
             pass
     return mask
+
+
+def adopt_existing(items: pa.Table, present: np.ndarray, root: str, manifest: Manifest, workers: int,
+                   verify: bool = True) -> np.ndarray:
+    """Files already at their destination without an "ok" record (media copied in by hand, an older tool):
+    each that decodes as its modality is recorded "ok" (bytes, sha256) and counted present; returns the new mask.
+    A file that does not decode stays not present and is fetched again (replaced atomically)."""
+    import hashlib
+
+    real_root = os.path.realpath(root)
+    missing = np.flatnonzero(~present)
+    destinations = items["destination"].take(pa.array(missing, pa.int64())).to_pylist()
+    candidates = [i for i, d in zip(missing, destinations) if os.path.isfile(os.path.join(real_root, d))]
+    if not candidates:
+        return present
+    rows = items.take(pa.array(candidates, pa.int64())).to_pylist()
+
+    def check(item: Dict[str, object]) -> Optional[Dict[str, object]]:
+        path = os.path.join(real_root, str(item["destination"]))
+        try:
+            if verify:
+                decode_check(path, str(item["modality"]))
+            with open(path, "rb") as f:
+                data = f.read()
+        except Exception:
+            return None
+        return {"destination": item["destination"], "source": item["source"], "modality": item["modality"],
+                "id": item["id"], "file_id": item["file_id"], "status": "ok", "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), "attempts": 0, "error": None, "adopted": True}
+
+    present = present.copy()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for i, record in zip(candidates, pool.map(check, rows)):
+            if record is not None:
+                manifest.append(record)
+                present[i] = True
+    return present
 
 
 class _Hosts:
@@ -174,12 +211,74 @@ class _Run:
                         "error": f"downloaded content does not decode as {item['modality']}: {type(err).__name__}: {err}"}
 
 
+def _tar_records(run: _Run, source: Source, rows: List[Dict[str, object]], pool: ThreadPoolExecutor):
+    """Stream the source's archives once each, placing every wanted member; yields a manifest record per item.
+
+    A broken stream is retried (with backoff) for the members still missing; members never seen fail."""
+    by_member: Dict[str, List[Dict[str, object]]] = {}
+    records = []
+    for item in rows:
+        base = {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                "id": item["id"], "file_id": item["file_id"]}
+        try:
+            by_member.setdefault(source.member_name(str(item["file_id"])), []).append(item)
+        except (ValueError, KeyError, IndexError) as err:
+            records.append({**base, "status": "failed", "attempts": 0,
+                            "error": f"file_id {item['file_id']!r} does not fit the member template {source.member!r}: {err}"})
+    yield from records
+
+    def place(item: Dict[str, object], body: bytes) -> Dict[str, object]:
+        base = {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                "id": item["id"], "file_id": item["file_id"]}
+        try:
+            destination = checked_destination(run.root, str(item["destination"]))
+            written = write_verified(destination, item_chunks(body), str(item["modality"]), run.options.verify)
+            return {**base, "status": "ok", **written, "attempts": 1, "error": None}
+        except Exception as err:
+            return {**base, "status": "failed", "attempts": 1, "error": f"{type(err).__name__}: {err}"}
+
+    last_error = "not found in " + ", ".join(source.locations)
+    for url in source.locations:
+        attempt = 0
+        while by_member:
+            attempt += 1
+            placing = []
+            try:
+                with run.hosts(url):
+                    for name, body, problem in stream_tar(url, run.options.timeout, set(by_member)):
+                        for item in by_member.pop(name):
+                            if problem is not None:
+                                yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                                       "id": item["id"], "file_id": item["file_id"], "status": "failed", "attempts": attempt,
+                                       "error": problem}
+                            else:
+                                placing.append(pool.submit(place, item, body))
+                break
+            except FetchError as err:
+                last_error = str(err)
+                if not (err.retry and attempt <= run.options.retries):
+                    break
+                time.sleep(run.options.backoff * 2 ** (attempt - 1))
+            finally:
+                for future in placing:
+                    yield future.result()
+    for items in by_member.values():
+        for item in items:
+            yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                   "id": item["id"], "file_id": item["file_id"], "status": "failed", "attempts": 1,
+                   "error": f"member {source.member_name(str(item['file_id']))!r}: {last_error}"}
+
+
 def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceReport,
              on_done: Optional[Callable[[Dict[str, object]], None]] = None) -> None:
     """Fetch every item of `task` on `pool`, appending a manifest record per item and counting into `report`."""
     source = run.sources[task.source]
     rows = task.items.to_pylist()
-    for record in pool.map(lambda item: run.one(source, item), rows):
+    if source.kind in STREAMED_KINDS:
+        records = _tar_records(run, source, rows, pool)
+    else:
+        records = pool.map(lambda item: run.one(source, item), rows)
+    for record in records:
         run.manifest.append(record)
         if record["status"] == "ok":
             report.fetched += 1
@@ -210,7 +309,7 @@ def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadO
         report = SourceReport(name, mechanism, needed=int(rows.sum()), present=int((rows & present).sum()))
         if source is None or not source.supported:
             report.not_fetchable = report.needed - report.present
-        elif source.kind != "url" and archive_sizes and report.to_fetch:
+        elif source.kind in ("http_zip", "hub_zip") and archive_sizes and report.to_fetch:
             try:
                 archive = run.archive(source)
                 wanted = plan.items.filter(pa.array(rows & ~present))["file_id"].to_pylist()
@@ -234,7 +333,8 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     manifest = Manifest(manifest_path(root))
     folders = {os.path.dirname(os.path.join(root, d)) for d in pc.unique(plan.items["destination"]).to_pylist()}
     remove_partials(folders)
-    present = present_mask(plan.items, root, manifest)
+    present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
+                             options.verify)
     reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present)
     expected = sum(r.expected_bytes or 0 for r in reports.values())
     free = shutil.disk_usage(root).free
@@ -247,7 +347,8 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     bars: Dict[str, object] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-            for task in todo_plan.tasks(options.shard_items):
+            streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
+            for task in todo_plan.tasks(options.shard_items, whole=streamed):
                 report = reports[task.source]
                 source = sources.get(task.source)
                 if source is None or not source.supported:

@@ -7,14 +7,16 @@ reported with their counts by the caller, never skipped silently.
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from emm1_lib.errors import EMM1DataError
 
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sources.json")
-KINDS = ("url", "http_zip", "hub_zip", "hub_parquet", "hub_tar", "youtube")
+KINDS = ("url", "http_zip", "hub_zip", "http_tar", "hub_parquet", "hub_tar", "youtube")
 # The kinds this version fetches; the others are planned and reported as "not supported yet".
-SUPPORTED_KINDS = ("url", "http_zip", "hub_zip")
+SUPPORTED_KINDS = ("url", "http_zip", "hub_zip", "http_tar")
+# Archives read front to back: every item of such a source is one task (the archive is streamed once).
+STREAMED_KINDS = ("http_tar",)
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class Source:
     Attributes:
         name: the `source_dataset` value it serves.
         kind: one of `KINDS` (how the files are fetched).
-        location: the URL (http_zip), URL template (youtube), or None (url: `file_id` is the URL; hub_*: `repo`).
+        location: the URL (http_zip; http_tar: one URL or a list, streamed in turn), URL template (youtube), or
+            None (url: `file_id` is the URL; hub_*: `repo`).
         member: `str.format` template of the archive member holding an item, with `file_id`.
         file_id: "int" when `file_id` must be converted to an integer for `member` (COCO's `{file_id:012d}`).
         repo, file: the Hub dataset repo and file (hub_* kinds).
@@ -32,7 +35,7 @@ class Source:
 
     name: str
     kind: str
-    location: Optional[str] = None
+    location: Optional[Union[str, Tuple[str, ...]]] = None
     member: Optional[str] = None
     file_id: str = "str"
     repo: Optional[str] = None
@@ -41,6 +44,13 @@ class Source:
     @property
     def supported(self) -> bool:
         return self.kind in SUPPORTED_KINDS and (self.kind != "hub_zip" or "*" not in (self.file or "*"))
+
+    @property
+    def locations(self) -> Tuple[str, ...]:
+        """`location` as a tuple of URLs (empty when None)."""
+        if self.location is None:
+            return ()
+        return (self.location,) if isinstance(self.location, str) else tuple(self.location)
 
     def member_name(self, file_id: str) -> str:
         """The archive member of `file_id` (raises ValueError when `file_id` does not fit the template)."""
@@ -51,7 +61,8 @@ class Source:
         """A short description for `--dry-run`."""
         if not self.supported:
             return f"{self.kind}: not supported yet"
-        where = {"url": "file_id URLs", "http_zip": self.location, "hub_zip": f"hub {self.repo}/{self.file}"}[self.kind]
+        where = {"url": "file_id URLs", "http_zip": self.location, "hub_zip": f"hub {self.repo}/{self.file}",
+                 "http_tar": ", ".join(self.locations)}[self.kind]
         return f"{self.kind} ({where})"
 
 
@@ -69,7 +80,10 @@ def _parse(entries: Mapping, where: str) -> Dict[str, Source]:
         extra = sorted(set(entry) - fields - {"files"})
         if extra:
             raise EMM1DataError(f"{where}: source {name!r}: unknown field(s) {extra}; known: {sorted(fields)}.", file=where)
-        out[name] = Source(name=name, **{k: v for k, v in entry.items() if k in fields})
+        values = {k: v for k, v in entry.items() if k in fields}
+        if isinstance(values.get("location"), list):
+            values["location"] = tuple(values["location"])
+        out[name] = Source(name=name, **values)
     return out
 
 
@@ -90,6 +104,7 @@ def load_sources(files: Sequence[str] = (), mirrors: Optional[Mapping[str, str]]
             raise EMM1DataError(f"--mirror {name}={url}: no source named {name!r}; known: {sorted(sources)}. "
                                 "Add it with --sources-file.")
         old = sources[name]
-        kind = "http_zip" if old.kind == "hub_zip" else old.kind  # a mirrored Hub zip is a plain HTTP zip
+        # a mirrored Hub archive is a plain HTTP one
+        kind = {"hub_zip": "http_zip", "hub_tar": "http_tar"}.get(old.kind, old.kind)
         sources[name] = Source(name, kind, url, old.member, old.file_id, old.repo, old.file)
     return sources

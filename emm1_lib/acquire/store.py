@@ -15,7 +15,6 @@ import uuid
 from typing import Dict, Iterable, Optional
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 PARTIAL_PREFIX = ".emm1-partial-"
 
@@ -118,15 +117,19 @@ class Manifest:
         self._lock = threading.Lock()
         self._file = None
 
-    def read(self) -> Dict[str, Dict[str, object]]:
-        """The last record of each destination (relative to ROOT), read with Arrow's JSON reader."""
+    def _records(self) -> pa.Table:
+        """Every record (destination, status, bytes), in file order; a last line cut by a kill is left out."""
+        columns = {"destination": pa.string(), "status": pa.string(), "bytes": pa.int64()}
+        empty = pa.table({name: pa.array([], type_) for name, type_ in columns.items()})
         if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            return {}
+            return empty
         import pyarrow.json as pajson
 
+        schema = pa.schema(list(columns.items()))
+        options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         try:
-            table = pajson.read_json(self.path)
-        except pa.ArrowInvalid:  # a line cut by a kill: parse what is whole, line by line
+            return pajson.read_json(self.path, parse_options=options).select(list(columns))
+        except pa.ArrowInvalid:  # a line cut short by a kill: read the whole lines one by one
             records = []
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -134,29 +137,19 @@ class Manifest:
                         records.append(json.loads(line))
                     except ValueError:
                         continue
-            return {r["destination"]: r for r in records if "destination" in r}
-        return {"__table__": table}  # type: ignore[dict-item]
+            rows = [r for r in records if isinstance(r, dict) and "destination" in r]
+            return pa.table({name: pa.array([r.get(name) for r in rows], type_) for name, type_ in columns.items()})
 
     def last_status(self) -> pa.Table:
-        """Columns destination, status, bytes of each destination's last record (empty table when none)."""
-        found = self.read()
-        if "__table__" in found:
-            table = found["__table__"]  # type: ignore[assignment]
-        else:
-            rows = list(found.values())
-            table = pa.table({"destination": [r.get("destination") for r in rows], "status": [r.get("status") for r in rows],
-                              "bytes": [r.get("bytes") for r in rows]}) if rows else None
-        if table is None or table.num_rows == 0:
-            return pa.table({"destination": pa.array([], pa.string()), "status": pa.array([], pa.string()),
-                             "bytes": pa.array([], pa.int64())})
+        """Columns destination, status, bytes of each destination's last record."""
         import numpy as np
 
+        table = self._records()
+        if table.num_rows == 0:
+            return table
         numbered = table.select(["destination"]).append_column("_row", pa.array(np.arange(table.num_rows)))
         last = numbered.group_by("destination").aggregate([("_row", "max")])["_row_max"]
-        picked = table.take(last)
-        size = picked["bytes"] if "bytes" in picked.column_names else pa.nulls(picked.num_rows, pa.int64())
-        return pa.table({"destination": picked["destination"].cast(pa.string()),
-                         "status": picked["status"].cast(pa.string()), "bytes": pc.cast(size, pa.int64())})
+        return table.take(last)
 
     def append(self, record: Dict[str, object]) -> None:
         record = {**record, "time": round(time.time(), 3)}

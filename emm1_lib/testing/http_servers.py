@@ -3,8 +3,9 @@
 Serves registered bodies on 127.0.0.1 only. Each route may misbehave on purpose: answer 404, fail with 500
 a number of times before succeeding, stall after the headers (a client's read timeout must fire), cut the
 body short of its Content-Length, or serve an HTML page instead of the file. Every response adds its body
-bytes to `bytes_sent`, so tests can assert how much of an archive a client transferred. `latency` delays
-every request (the benchmark's stand-in for a remote server). Pure standard library.
+bytes to `bytes_sent` as they are written, so tests can assert how much of an archive a client transferred
+(a client that hangs up stops the count: the next write fails). `latency` delays every request and `rate`
+caps each response's bandwidth (the benchmark's stand-in for a remote server). Pure standard library.
 """
 import re
 import threading
@@ -30,9 +31,10 @@ class Route:
 class MediaServer:
     """`with MediaServer() as server: server.add("/a.jpg", Route(data)); url = server.url("/a.jpg")`."""
 
-    def __init__(self, latency: float = 0.0):
+    def __init__(self, latency: float = 0.0, rate: Optional[float] = None):
         self.routes: Dict[str, Route] = {}
         self.latency = latency
+        self.rate = rate  # bytes per second per response (None: no cap), sent in 64 KiB pieces
         self.bytes_sent = 0
         self.requests = 0
         self._lock = threading.Lock()
@@ -141,8 +143,16 @@ class MediaServer:
                     server._count(len(half))
                     self.close_connection = True
                     return
-                self.wfile.write(part)
-                server._count(len(part))
+                piece = 1 << 16
+                try:
+                    for offset in range(0, len(part), piece):
+                        chunk = part[offset:offset + piece]
+                        self.wfile.write(chunk)
+                        server._count(len(chunk))
+                        if server.rate:
+                            time.sleep(len(chunk) / server.rate)
+                except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop sending
+                    self.close_connection = True
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
