@@ -61,9 +61,22 @@ def _files_under(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture(scope="module")
+def _template_tree(tmp_path_factory):
+    return generate_sample_tree(str(tmp_path_factory.mktemp("download-template")), schema="released")
+
+
 @pytest.fixture
-def tree(tmp_path):
-    return generate_sample_tree(str(tmp_path / "sample"), schema="released")
+def tree(_template_tree, tmp_path):
+    """A fresh copy of a released tree (with media) that the test may edit: copying beats generating."""
+    import dataclasses
+    import shutil
+
+    template = pathlib.Path(_template_tree.root).parent
+    shutil.copytree(template, tmp_path / "sample", symlinks=True)
+    moved = {name: getattr(_template_tree, name).replace(str(template), str(tmp_path / "sample"))
+             for name in ("root", "phase1_dir", "phase2_dir", "eshot_dir", "metadata_dir")}
+    return dataclasses.replace(_template_tree, media_files=[], **moved)
 
 
 @pytest.fixture
@@ -551,3 +564,32 @@ def test_a_manifest_line_cut_by_a_kill_is_ignored(tmp_path):
                     + '{"destination": "a/image/2.jpg", "sta')
     last = Manifest(str(path)).last_status().to_pylist()
     assert last == [{"destination": "a/image/1.jpg", "status": "ok", "bytes": 7}]
+
+
+# ---------------------------------------------------------------- Parquet shards (ImageNet)
+
+
+def test_parquet_reads_only_the_row_groups_holding_needed_images(tree, server, tmp_path):
+    import pyarrow.parquet as pq
+
+    rows, wanted = [], {}
+    for split_dir in (tree.phase1_dir, tree.phase2_dir):
+        for row in pacsv.read_csv(_infos(tree, split_dir)).to_pylist():
+            file_id = f"n01440764_{row['encord_image_id']}"
+            wanted[file_id] = _media_bytes(tree, row)
+    rng = np.random.default_rng(0)
+    filler = [{"bytes": rng.bytes(8000), "path": f"n09999999_{i}.JPEG"} for i in range(600)]
+    needed = [{"bytes": data, "path": f"{file_id}.JPEG"} for file_id, data in wanted.items()]
+    table = pa.table({"image": filler[:300] + needed + filler[300:], "label": list(range(600 + len(needed)))})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=40, compression="none")
+    body = buffer.getvalue()
+    url = server.add("/data/train-00000-of-00294.parquet", Route(body))
+    _set_image_sources(tree, lambda row: ("ImageNet", f"n01440764_{row['encord_image_id']}"))
+    plan = build_plan(tree.metadata_dir, configs=["phase1_all", "phase2_triplets"], modalities=["image"])
+    root = tmp_path / "root"
+    report = download(plan, str(root), load_sources(mirrors={"ImageNet": url}), DownloadOptions(**FAST))["ImageNet"]
+    assert (report.fetched, report.failed) == (plan.items.num_rows, 0)
+    assert server.bytes_sent < 0.25 * len(body), (server.bytes_sent, len(body))
+    for item in plan.items.to_pylist():
+        assert (root / item["destination"]).read_bytes() == wanted[item["file_id"]]

@@ -172,3 +172,41 @@ def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dic
         raise FetchError(f"{url}: the archive stream broke off ({type(err).__name__}: {err})", retry=True) from err
     except tarfile.TarError as err:
         raise FetchError(f"{url}: not a readable tar archive ({err})") from err
+
+
+def scan_parquet(url: str, timeout: float, wanted: Set[str], headers: Optional[Dict[str, str]] = None,
+                 column: str = "image") -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
+    """Read a Parquet file of `{bytes, path}` structs (ImageNet's `image` column) with HTTP range requests:
+    the footer, the `path` column of every row group, then the `bytes` of only the row groups holding a
+    wanted path. Yields `(path, bytes, None)` per wanted path found."""
+    import aiohttp
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    client_kwargs = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)}
+    if headers:
+        client_kwargs["headers"] = headers
+    fs = fsspec.filesystem("http", client_kwargs=client_kwargs, skip_instance_cache=True)
+    left = set(wanted)
+    try:
+        with fs.open(url, "rb", block_size=1 << 16, cache_type="readahead") as f:
+            parquet = pq.ParquetFile(f)
+            for group in range(parquet.num_row_groups):
+                paths = parquet.read_row_group(group, columns=[f"{column}.path"])[column].combine_chunks().field("path")
+                hit = pc.is_in(paths, value_set=pa.array(sorted(left), pa.string()))
+                if not pc.any(hit).as_py():
+                    continue
+                images = parquet.read_row_group(group, columns=[column])[column].combine_chunks().filter(hit)
+                for value in images.to_pylist():
+                    if value["path"] in left:
+                        left.discard(value["path"])
+                        yield value["path"], value["bytes"], None
+                if not left:
+                    return
+    except FileNotFoundError as err:
+        raise FetchError(f"{url}: not found (HTTP 404)") from err
+    except (OSError, ValueError) as err:
+        raise FetchError(f"{url}: cannot read the Parquet file ({type(err).__name__}: {err})", retry=True) from err
+

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks, stream_tar
+from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks, scan_parquet, stream_tar
 from emm1_lib.acquire.plan import Plan, Task
 from emm1_lib.acquire.sources import STREAMED_KINDS, Source
 from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, decode_check, \
@@ -211,8 +211,9 @@ class _Run:
                         "error": f"downloaded content does not decode as {item['modality']}: {type(err).__name__}: {err}"}
 
 
-def _tar_records(run: _Run, source: Source, rows: List[Dict[str, object]], pool: ThreadPoolExecutor):
-    """Stream the source's archives once each, placing every wanted member; yields a manifest record per item.
+def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], pool: ThreadPoolExecutor):
+    """Read the source's archives once each (`stream_tar`, `scan_parquet`), placing every wanted member; yields a
+    manifest record per item.
 
     A broken stream is retried (with backoff) for the members still missing; members never seen fail."""
     by_member: Dict[str, List[Dict[str, object]]] = {}
@@ -245,7 +246,8 @@ def _tar_records(run: _Run, source: Source, rows: List[Dict[str, object]], pool:
             placing = []
             try:
                 with run.hosts(url):
-                    for name, body, problem in stream_tar(url, run.options.timeout, set(by_member)):
+                    scan = stream_tar if source.kind == "http_tar" else scan_parquet
+                    for name, body, problem in scan(url, run.options.timeout, set(by_member)):
                         for item in by_member.pop(name):
                             if problem is not None:
                                 yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
@@ -275,7 +277,7 @@ def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceRepo
     source = run.sources[task.source]
     rows = task.items.to_pylist()
     if source.kind in STREAMED_KINDS:
-        records = _tar_records(run, source, rows, pool)
+        records = _streamed_records(run, source, rows, pool)
     else:
         records = pool.map(lambda item: run.one(source, item), rows)
     for record in records:

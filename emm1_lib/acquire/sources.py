@@ -12,11 +12,11 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 from emm1_lib.errors import EMM1DataError
 
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sources.json")
-KINDS = ("url", "http_zip", "hub_zip", "http_tar", "hub_parquet", "hub_tar", "youtube")
+KINDS = ("url", "http_zip", "hub_zip", "http_tar", "http_parquet", "hub_parquet", "hub_tar", "youtube")
 # The kinds this version fetches; the others are planned and reported as "not supported yet".
-SUPPORTED_KINDS = ("url", "http_zip", "hub_zip", "http_tar")
+SUPPORTED_KINDS = ("url", "http_zip", "hub_zip", "http_tar", "http_parquet")
 # Archives read front to back: every item of such a source is one task (the archive is streamed once).
-STREAMED_KINDS = ("http_tar",)
+STREAMED_KINDS = ("http_tar", "http_parquet")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class Source:
     Attributes:
         name: the `source_dataset` value it serves.
         kind: one of `KINDS` (how the files are fetched).
-        location: the URL (http_zip; http_tar: one URL or a list, streamed in turn), URL template (youtube), or
+        location: the URL (http_zip; http_tar, http_parquet: one URL or a list, read in turn), URL template
+            (youtube), or
             None (url: `file_id` is the URL; hub_*: `repo`).
         member: `str.format` template of the archive member holding an item, with `file_id`.
         file_id: "int" when `file_id` must be converted to an integer for `member` (COCO's `{file_id:012d}`).
@@ -62,7 +63,7 @@ class Source:
         if not self.supported:
             return f"{self.kind}: not supported yet"
         where = {"url": "file_id URLs", "http_zip": self.location, "hub_zip": f"hub {self.repo}/{self.file}",
-                 "http_tar": ", ".join(self.locations)}[self.kind]
+                 "http_tar": ", ".join(self.locations), "http_parquet": ", ".join(self.locations)}[self.kind]
         return f"{self.kind} ({where})"
 
 
@@ -105,6 +106,6 @@ def load_sources(files: Sequence[str] = (), mirrors: Optional[Mapping[str, str]]
                                 "Add it with --sources-file.")
         old = sources[name]
         # a mirrored Hub archive is a plain HTTP one
-        kind = {"hub_zip": "http_zip", "hub_tar": "http_tar"}.get(old.kind, old.kind)
+        kind = {"hub_zip": "http_zip", "hub_tar": "http_tar", "hub_parquet": "http_parquet"}.get(old.kind, old.kind)
         sources[name] = Source(name, kind, url, old.member, old.file_id, old.repo, old.file)
     return sources
