@@ -340,7 +340,7 @@ def test_cli_dry_run_exit_codes_and_unknown_sources(tree, server, tmp_path, caps
     assert "source 'WavCaps' have no entry" in out.err
     assert not os.path.exists(root)
 
-    common = ["download", tree.metadata_dir, "--root-data-path", root, "--no-progress", "--timeout", "1"]
+    common = ["download", tree.metadata_dir, "--root-data-path", root, "--no-progress", "--timeout", "1", "--per-host", "4"]
     assert emm1_cli.main(common + ["--modalities", "image", "--sources", "Conceptual Captions"]) == 0
     assert "Conceptual Captions" in capsys.readouterr().out
     assert emm1_cli.main(common + ["--configs", "phase1_nn1", "--modalities", "audio"]) == 1
@@ -593,3 +593,13 @@ def test_parquet_reads_only_the_row_groups_holding_needed_images(tree, server, t
     assert server.bytes_sent < 0.25 * len(body), (server.bytes_sent, len(body))
     for item in plan.items.to_pylist():
         assert (root / item["destination"]).read_bytes() == wanted[item["file_id"]]
+
+
+def test_per_host_limit_caps_concurrent_requests(tree, tmp_path):
+    with MediaServer(latency=0.05) as server:
+        _url_tree(tree, server)
+        plan = build_plan(tree.metadata_dir, configs=["phase1_all", "phase2_triplets"], modalities=["image"])
+        report = download(plan, str(tmp_path / "root"), load_sources(),
+                          DownloadOptions(workers=8, per_host=2, **FAST))["Conceptual Captions"]
+        assert report.fetched == plan.items.num_rows > 2
+        assert server.max_in_flight == 2

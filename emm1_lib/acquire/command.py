@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sources", nargs="+", metavar="SOURCE", help="only these source_dataset values")
     parser.add_argument("--limit", type=_count(1), help="first N items of each source (a trial run)")
     parser.add_argument("--workers", type=_count(1), default=8, help="parallel fetches (default 8)")
+    parser.add_argument("--per-host", type=_count(1), help="at most N requests to one host at a time (default: --workers)")
     parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds to connect / between bytes")
     parser.add_argument("--retries", type=_count(0), default=3, help="retries of a failed fetch (timeouts, 5xx)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be fetched, per source, and stop")
@@ -94,7 +95,7 @@ def cli(argv: Optional[List[str]] = None) -> int:
     for name, count in sorted(unknown.items()):
         print(f"emm1 download: warning: {count} item(s) of source {name!r} have no entry in the sources file; "
               "they are reported, not fetched (add an entry with --sources-file)", file=sys.stderr)
-    options = DownloadOptions(workers=args.workers, timeout=args.timeout, retries=args.retries,
+    options = DownloadOptions(workers=args.workers, per_host=args.per_host, timeout=args.timeout, retries=args.retries,
                               progress=not args.no_progress)
     print(f"plan: {plan.items.num_rows} file(s) from {len(plan.source_counts)} source(s) for "
           f"{', '.join(args.configs or ['every config'])}")

@@ -37,6 +37,8 @@ class MediaServer:
         self.rate = rate  # bytes per second per response (None: no cap), sent in 64 KiB pieces
         self.bytes_sent = 0
         self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests handled at once (a client's concurrency limit shows here)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd: Optional[ThreadingHTTPServer] = None
@@ -100,6 +102,16 @@ class MediaServer:
                 self.do_GET()
 
             def do_GET(self):
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._get()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _get(self):
                 route = self._route()
                 if route is None:
                     return
