@@ -1,7 +1,8 @@
 """The package's layers and the one direction of imports between them (README, "Architecture").
 
 errors.py -> io/ -> schema/ -> media/ -> builders/ -> tools/; evaluation/ (the EShot protocol) stands
-alone; testing/ (sample generators) sits beside the layers and may use io, schema and media. A
+alone; testing/ (sample generators) and acquire/ (media downloads) sit beside builders and may use io,
+schema and media. A
 lower layer never imports a higher one, and nothing but tools/ imports tools/.
 """
 import ast
@@ -17,7 +18,7 @@ from emm1_lib.builders.compat import prepared_data_sources
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "emm1_lib"
-LAYERS = ("io", "schema", "media", "evaluation", "builders", "tools", "testing")
+LAYERS = ("io", "schema", "media", "evaluation", "builders", "acquire", "tools", "testing")
 # What each part may import from the package (itself always allowed).
 ALLOWED: Dict[str, Set[str]] = {
     "errors": set(),
@@ -26,8 +27,9 @@ ALLOWED: Dict[str, Set[str]] = {
     "media": {"errors", "io", "schema"},
     "evaluation": set(),
     "builders": {"errors", "io", "schema", "media"},
+    "acquire": {"errors", "io", "schema", "media"},
     "testing": {"errors", "io", "schema", "media"},
-    "tools": {"errors", "io", "schema", "media", "evaluation", "builders", "testing"},
+    "tools": {"errors", "io", "schema", "media", "evaluation", "builders", "acquire", "testing"},
 }
 TOP_LEVEL_MODULES = {"emm1.py": ALLOWED["builders"] | {"builders"}, "eshot.py": ALLOWED["builders"] | {"builders"},
                      "metrics/eshot/eshot.py": {"evaluation"}}
@@ -108,7 +110,7 @@ def test_importing_a_builder_module_loads_no_tools(module):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO), check=True)
     loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert f"emm1_lib.builders.{module}" in loaded
-    assert not [m for m in loaded if _part_of(m) in ("tools", "testing", "evaluation")], loaded
+    assert not [m for m in loaded if _part_of(m) in ("tools", "testing", "evaluation", "acquire")], loaded
 
 
 def test_the_metric_imports_only_the_protocol_core():
@@ -123,4 +125,4 @@ def test_the_cache_key_covers_what_prepared_data_depends_on_and_nothing_else():
     assert parts == {"errors.py", "io", "schema", "media", "builders"}
     for layer in ("io", "schema", "media", "builders"):
         assert set((PACKAGE / layer).glob("*.py")) <= set(sources), layer
-    assert not [p for p in sources if PACKAGE in p.parents and p.relative_to(PACKAGE).parts[0] in ("tools", "testing")]
+    assert not [p for p in sources if PACKAGE in p.parents and p.relative_to(PACKAGE).parts[0] in ("tools", "testing", "acquire")]

@@ -1,4 +1,4 @@
-"""`emm1` command: `demo`, `sample`, and the tools of other modules (`export`, `validate`).
+"""`emm1` command: `demo`, `sample`, and the tools of other modules (`export`, `validate`, `download`).
 
 Exit status: 0 on success, 2 for bad arguments (argparse's own status for usage errors), 1 when
 `validate` finds problems in the data.
@@ -17,6 +17,7 @@ from emm1_lib.testing.sample import generate_sample_tree
 _MODULE_COMMANDS = {
     "export": ("emm1_lib.tools.export", "write a prepared config as a Hub dataset repo (Parquet + card)"),
     "validate": ("emm1_lib.tools.validate", "check a metadata tree (and media) and report every problem"),
+    "download": ("emm1_lib.acquire.command", "fetch the media the metadata names into the builders' layout"),
 }
 
 

@@ -1,0 +1,159 @@
+"""`emm1 download` against the released guide's loops, same run, local servers with injected latency.
+
+Three figures (ratios of the same run, so the machine matters less):
+1. URL images: items/s of `emm1 download` with `--workers` threads vs the guide's sequential
+   `requests.get` loop, every request delayed by `--latency` seconds by the server.
+2. A COCO-like zip: bytes transferred for a 1 % subset (range requests) vs downloading the whole archive.
+3. A rerun with everything present: seconds for `download()` over `--rerun-items` planned items whose files
+   and manifest records exist (target: <= 2 s for 100k).
+
+    python benchmarks/download.py                       # the figures of docs/downloading.md
+    python benchmarks/download.py --images 40 --zip-members 300 --rerun-items 2000   # a quick check
+"""
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import zipfile
+from typing import Dict, List, Optional
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from emm1_lib.acquire.plan import ITEM_SCHEMA, Plan  # noqa: E402
+from emm1_lib.acquire.run import DownloadOptions, download  # noqa: E402
+from emm1_lib.acquire.sources import Source  # noqa: E402
+from emm1_lib.acquire.store import manifest_path  # noqa: E402
+from emm1_lib.testing.http_servers import MediaServer, Route  # noqa: E402
+
+
+def _jpeg(seed: int, size: int = 64) -> bytes:
+    import PIL.Image
+
+    rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    PIL.Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _items(source: str, file_ids: List[str], folder: str = "bench") -> pa.Table:
+    n = len(file_ids)
+    return pa.table({
+        "modality": ["image"] * n, "id": list(range(n)), "source": [source] * n, "file_id": file_ids,
+        "youtube_id": pa.nulls(n, pa.string()), "start_time": pa.nulls(n, pa.float64()),
+        "end_time": pa.nulls(n, pa.float64()),
+        "destination": [f"{folder}/image/{i // 10000}/{i}.jpg" for i in range(n)], "split": ["phase1"] * n,
+    }, schema=ITEM_SCHEMA)
+
+
+def url_images(work: str, images: int, workers: int, latency: float) -> Dict[str, float]:
+    import requests
+
+    bodies = [_jpeg(i) for i in range(images)]
+    with MediaServer(latency=latency) as server:
+        urls = [server.add(f"/img/{i}.jpg", Route(body, "image/jpeg")) for i, body in enumerate(bodies)]
+        # the guide's loop: one request after the other, write each body
+        sequential_dir = os.path.join(work, "sequential")
+        os.makedirs(sequential_dir)
+        start = time.perf_counter()
+        for i, url in enumerate(urls):
+            response = requests.get(url, timeout=60)
+            with open(os.path.join(sequential_dir, f"{i}.jpg"), "wb") as f:
+                f.write(response.content)
+        sequential = time.perf_counter() - start
+        plan = Plan(_items("urls", urls), {"urls": images})
+        sources = {"urls": Source("urls", "url")}
+        start = time.perf_counter()
+        reports = download(plan, os.path.join(work, "emm1"), sources, DownloadOptions(workers=workers, per_host=workers))
+        ours = time.perf_counter() - start
+    assert reports["urls"].fetched == images, reports["urls"]
+    return {"images": images, "latency_s": latency, "workers": workers,
+            "sequential_items_per_s": images / sequential, "emm1_items_per_s": images / ours,
+            "speedup": sequential / ours}
+
+
+def zip_subset(work: str, members: int, fraction: float) -> Dict[str, float]:
+    import requests
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for i in range(members):
+            archive.writestr(f"train2017/{i:012d}.jpg", _jpeg(i, size=96))
+    body = buffer.getvalue()
+    wanted = np.random.default_rng(0).choice(members, size=max(1, int(members * fraction)), replace=False)
+    with MediaServer() as server:
+        url = server.add("/train2017.zip", Route(body, "application/zip"))
+        start = time.perf_counter()
+        whole = requests.get(url, timeout=60).content  # the guide: download the archive, then unzip
+        whole_s = time.perf_counter() - start
+        whole_bytes, server.bytes_sent = server.bytes_sent, 0
+        assert len(whole) == len(body)
+        plan = Plan(_items("COCO", [str(i) for i in sorted(wanted)]), {"COCO": len(wanted)})
+        sources = {"COCO": Source("COCO", "http_zip", url, "train2017/{file_id:012d}.jpg", "int")}
+        start = time.perf_counter()
+        reports = download(plan, os.path.join(work, "zip"), sources, DownloadOptions(workers=8))
+        ours_s = time.perf_counter() - start
+        ours_bytes = server.bytes_sent
+    assert reports["COCO"].fetched == len(wanted), reports["COCO"]
+    return {"archive_bytes": len(body), "members": members, "subset": len(wanted),
+            "whole_archive_bytes": whole_bytes, "emm1_bytes": ours_bytes, "bytes_ratio": ours_bytes / whole_bytes,
+            "whole_archive_s": whole_s, "emm1_s": ours_s}
+
+
+def rerun(work: str, items: int) -> Dict[str, float]:
+    root = os.path.join(work, "rerun")
+    plan = Plan(_items("urls", [f"http://127.0.0.1:9/{i}.jpg" for i in range(items)]), {"urls": items})
+    body = b"x" * 100
+    with open(manifest_path(root), "w") as manifest:
+        for destination in plan.items["destination"].to_pylist():
+            path = os.path.join(root, destination)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(body)
+            manifest.write(json.dumps({"destination": destination, "status": "ok", "bytes": len(body)}) + "\n")
+    sources = {"urls": Source("urls", "url")}
+    start = time.perf_counter()
+    reports = download(plan, root, sources, DownloadOptions(workers=8))
+    seconds = time.perf_counter() - start
+    assert reports["urls"].present == items and reports["urls"].fetched == 0, reports["urls"]
+    return {"items": items, "seconds": seconds}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=300, help="URL images to fetch")
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds the server waits per request")
+    parser.add_argument("--zip-members", type=int, default=3000)
+    parser.add_argument("--fraction", type=float, default=0.01, help="share of the zip's members to fetch")
+    parser.add_argument("--rerun-items", type=int, default=100_000)
+    parser.add_argument("--json", help="write the figures here")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
+    args = build_parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="emm1-download-bench-") as work:
+        report = {"url_images": url_images(work, args.images, args.workers, args.latency),
+                  "zip_subset": zip_subset(work, args.zip_members, args.fraction),
+                  "rerun": rerun(work, args.rerun_items)}
+    u, z, r = report["url_images"], report["zip_subset"], report["rerun"]
+    print(f"URL images ({u['images']}, {u['latency_s'] * 1000:.0f} ms per request): sequential "
+          f"{u['sequential_items_per_s']:.1f} items/s, emm1 download --workers {u['workers']} "
+          f"{u['emm1_items_per_s']:.1f} items/s: {u['speedup']:.1f}x")
+    print(f"zip subset ({z['subset']} of {z['members']} members): {z['emm1_bytes']} bytes vs whole archive "
+          f"{z['whole_archive_bytes']}: {100 * z['bytes_ratio']:.2f} %")
+    print(f"rerun, everything present: {r['items']} items in {r['seconds']:.2f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,398 @@
+"""Running a plan: skip what is present, fetch the rest in parallel, verify, record, summarise.
+
+`download(plan, root, sources, options)` runs every task of the plan on one machine with a thread pool;
+`run_task` runs one task and is what a distributed engine would call per task (tasks are independent:
+each writes only its own items' files and appends its own manifest records).
+"""
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+from urllib.parse import urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks, scan_parquet, stream_tar
+from emm1_lib.acquire.plan import Plan, Task
+from emm1_lib.acquire.sources import STREAMED_KINDS, Source
+from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, decode_check, \
+    manifest_path, remove_partials, write_verified
+
+
+@dataclass
+class DownloadOptions:
+    """How to run a plan.
+
+    Attributes:
+        workers: threads fetching in parallel.
+        per_host: at most this many requests to one host at a time (None: `workers`).
+        timeout: seconds to connect and between bytes received (a stalled server fails the attempt).
+        retries: further attempts after a retryable failure (timeouts, 5xx, cut bodies), with backoff.
+        backoff: seconds before the first retry, doubled for each next one.
+        verify: decode each file as its modality before it counts (and before it reaches its final path).
+        check_space: refuse to start when the bytes known to come exceed the free space under ROOT.
+        progress: tqdm bars per source on stderr.
+        shard_items: items per task.
+    """
+
+    workers: int = 8
+    per_host: Optional[int] = None
+    timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+    verify: bool = True
+    check_space: bool = True
+    progress: bool = False
+    shard_items: int = 1000
+
+
+@dataclass
+class SourceReport:
+    """Counts of one source; `expected_bytes` is known for archives (their directory sizes), else None."""
+
+    source: str
+    mechanism: str
+    needed: int = 0
+    present: int = 0
+    fetched: int = 0
+    failed: int = 0
+    not_fetchable: int = 0
+    expected_bytes: Optional[int] = None
+    bytes: int = 0
+    errors: List[str] = field(default_factory=list)
+
+    @property
+    def to_fetch(self) -> int:
+        return self.needed - self.present - self.not_fetchable
+
+
+class InsufficientSpaceError(OSError):
+    """The files known to come do not fit in the free space under ROOT."""
+
+
+def present_mask(items: pa.Table, root: str, manifest: Manifest) -> np.ndarray:
+    """True per item whose file is at its destination and recorded whole ("ok" with the same size) in the manifest."""
+    status = manifest.last_status()
+    ok = status.filter(pc.equal(status["status"], "ok"))
+    positions = pc.index_in(items["destination"], value_set=ok["destination"]).fill_null(-1).to_numpy()
+    recorded = positions >= 0
+    sizes = ok["bytes"].to_numpy(zero_copy_only=False)
+    mask = np.zeros(items.num_rows, dtype=bool)
+    destinations = items["destination"].to_pylist()
+    real_root = os.path.realpath(root)
+    for i in np.flatnonzero(recorded):
+        try:
+            mask[i] = os.stat(os.path.join(real_root, destinations[i])).st_size == sizes[int(positions[i])]
+        except OSError:
+            pass
+    return mask
+
+
+def adopt_existing(items: pa.Table, present: np.ndarray, root: str, manifest: Manifest, workers: int,
+                   verify: bool = True) -> np.ndarray:
+    """Files already at their destination without an "ok" record (media copied in by hand, an older tool):
+    each that decodes as its modality is recorded "ok" (bytes, sha256) and counted present; returns the new mask.
+    A file that does not decode stays not present and is fetched again (replaced atomically)."""
+    import hashlib
+
+    real_root = os.path.realpath(root)
+    missing = np.flatnonzero(~present)
+    destinations = items["destination"].take(pa.array(missing, pa.int64())).to_pylist()
+    candidates = [i for i, d in zip(missing, destinations) if os.path.isfile(os.path.join(real_root, d))]
+    if not candidates:
+        return present
+    rows = items.take(pa.array(candidates, pa.int64())).to_pylist()
+
+    def check(item: Dict[str, object]) -> Optional[Dict[str, object]]:
+        path = os.path.join(real_root, str(item["destination"]))
+        try:
+            if verify:
+                decode_check(path, str(item["modality"]))
+            with open(path, "rb") as f:
+                data = f.read()
+        except Exception:
+            return None
+        return {"destination": item["destination"], "source": item["source"], "modality": item["modality"],
+                "id": item["id"], "file_id": item["file_id"], "status": "ok", "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), "attempts": 0, "error": None, "adopted": True}
+
+    present = present.copy()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for i, record in zip(candidates, pool.map(check, rows)):
+            if record is not None:
+                manifest.append(record)
+                present[i] = True
+    return present
+
+
+class _Hosts:
+    """One semaphore per host: `per_host` requests at a time."""
+
+    def __init__(self, per_host: int):
+        self.per_host = per_host
+        self._lock = threading.Lock()
+        self._by_host: Dict[str, threading.BoundedSemaphore] = {}
+
+    def __call__(self, url: str) -> threading.BoundedSemaphore:
+        host = urlsplit(url).netloc
+        with self._lock:
+            if host not in self._by_host:
+                self._by_host[host] = threading.BoundedSemaphore(self.per_host)
+            return self._by_host[host]
+
+
+class _Run:
+    """State shared by the tasks of one run."""
+
+    def __init__(self, root: str, sources: Dict[str, Source], options: DownloadOptions, manifest: Manifest):
+        self.root = root
+        self.sources = sources
+        self.options = options
+        self.manifest = manifest
+        self.hosts = _Hosts(options.per_host or options.workers)
+        self.archives: Dict[str, object] = {}
+        self._archive_lock = threading.Lock()
+
+    def archive(self, source: Source) -> RemoteZip:
+        """The source's zip directory, read once per run (a failure is remembered and re-raised)."""
+        with self._archive_lock:
+            if source.name not in self.archives:
+                url, headers = (source.location, None) if source.kind == "http_zip" else hub_zip_url(source)
+                try:
+                    self.archives[source.name] = RemoteZip(url, self.options.timeout, headers)
+                except FetchError as err:
+                    self.archives[source.name] = err
+            found = self.archives[source.name]
+        if isinstance(found, FetchError):
+            raise found
+        return found  # type: ignore[return-value]
+
+    def fetch(self, source: Source, item: Dict[str, object]) -> bytes:
+        if source.kind == "url":
+            url = str(item["file_id"] or "")
+            if not url.startswith(("http://", "https://")):
+                raise FetchError(f"file_id {url!r} is not an http(s) URL")
+            with self.hosts(url):
+                return fetch_url(url, self.options.timeout)
+        archive = self.archive(source)
+        try:
+            member = source.member_name(str(item["file_id"]))
+        except (ValueError, KeyError, IndexError) as err:
+            raise FetchError(f"file_id {item['file_id']!r} does not fit the member template {source.member!r}: {err}")
+        with self.hosts(archive.url):
+            return archive.read(member)
+
+    def one(self, source: Source, item: Dict[str, object]) -> Dict[str, object]:
+        """Fetch, verify and place one item, with retries; returns its manifest record."""
+        record = {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                  "id": item["id"], "file_id": item["file_id"]}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                destination = checked_destination(self.root, str(item["destination"]))
+                body = self.fetch(source, item)
+                written = write_verified(destination, item_chunks(body), str(item["modality"]), self.options.verify)
+                return {**record, "status": "ok", **written, "attempts": attempt, "error": None}
+            except FetchError as err:
+                if err.retry and attempt <= self.options.retries:
+                    time.sleep(self.options.backoff * 2 ** (attempt - 1))
+                    continue
+                return {**record, "status": "failed", "attempts": attempt, "error": str(err)}
+            except UnsafeDestinationError as err:
+                return {**record, "status": "failed", "attempts": attempt, "error": str(err)}
+            except Exception as err:  # a decode failure: the content is not what the metadata says
+                return {**record, "status": "failed", "attempts": attempt,
+                        "error": f"downloaded content does not decode as {item['modality']}: {type(err).__name__}: {err}"}
+
+
+def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], pool: ThreadPoolExecutor):
+    """Read the source's archives once each (`stream_tar`, `scan_parquet`), placing every wanted member; yields a
+    manifest record per item.
+
+    A broken stream is retried (with backoff) for the members still missing; members never seen fail."""
+    by_member: Dict[str, List[Dict[str, object]]] = {}
+    records = []
+    for item in rows:
+        base = {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                "id": item["id"], "file_id": item["file_id"]}
+        try:
+            by_member.setdefault(source.member_name(str(item["file_id"])), []).append(item)
+        except (ValueError, KeyError, IndexError) as err:
+            records.append({**base, "status": "failed", "attempts": 0,
+                            "error": f"file_id {item['file_id']!r} does not fit the member template {source.member!r}: {err}"})
+    yield from records
+
+    def place(item: Dict[str, object], body: bytes) -> Dict[str, object]:
+        base = {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                "id": item["id"], "file_id": item["file_id"]}
+        try:
+            destination = checked_destination(run.root, str(item["destination"]))
+            written = write_verified(destination, item_chunks(body), str(item["modality"]), run.options.verify)
+            return {**base, "status": "ok", **written, "attempts": 1, "error": None}
+        except Exception as err:
+            return {**base, "status": "failed", "attempts": 1, "error": f"{type(err).__name__}: {err}"}
+
+    last_error = "not found in " + ", ".join(source.locations)
+    for url in source.locations:
+        attempt = 0
+        while by_member:
+            attempt += 1
+            placing = []
+            try:
+                with run.hosts(url):
+                    scan = stream_tar if source.kind == "http_tar" else scan_parquet
+                    for name, body, problem in scan(url, run.options.timeout, set(by_member)):
+                        for item in by_member.pop(name):
+                            if problem is not None:
+                                yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                                       "id": item["id"], "file_id": item["file_id"], "status": "failed", "attempts": attempt,
+                                       "error": problem}
+                            else:
+                                placing.append(pool.submit(place, item, body))
+                break
+            except FetchError as err:
+                last_error = str(err)
+                if not (err.retry and attempt <= run.options.retries):
+                    break
+                time.sleep(run.options.backoff * 2 ** (attempt - 1))
+            finally:
+                for future in placing:
+                    yield future.result()
+    for items in by_member.values():
+        for item in items:
+            yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
+                   "id": item["id"], "file_id": item["file_id"], "status": "failed", "attempts": 1,
+                   "error": f"member {source.member_name(str(item['file_id']))!r}: {last_error}"}
+
+
+def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceReport,
+             on_done: Optional[Callable[[Dict[str, object]], None]] = None) -> None:
+    """Fetch every item of `task` on `pool`, appending a manifest record per item and counting into `report`."""
+    source = run.sources[task.source]
+    rows = task.items.to_pylist()
+    if source.kind in STREAMED_KINDS:
+        records = _streamed_records(run, source, rows, pool)
+    else:
+        records = pool.map(lambda item: run.one(source, item), rows)
+    for record in records:
+        run.manifest.append(record)
+        if record["status"] == "ok":
+            report.fetched += 1
+            report.bytes += int(record["bytes"])
+        else:
+            report.failed += 1
+            if len(report.errors) < 5:
+                report.errors.append(f"{record['destination']}: {record['error']}")
+        if on_done is not None:
+            on_done(record)
+
+
+def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions,
+           archive_sizes: bool = True, present: Optional[np.ndarray] = None) -> Dict[str, SourceReport]:
+    """Per source: needed, present, the mechanism and (archives, when `archive_sizes`) the bytes to transfer.
+
+    `present`: the items already there (`present_mask`), when the caller has it.
+    """
+    manifest = Manifest(manifest_path(root))
+    if present is None:
+        present = present_mask(plan.items, root, manifest) if os.path.isdir(root) else np.zeros(plan.items.num_rows, bool)
+    reports: Dict[str, SourceReport] = {}
+    run = _Run(root, sources, options, manifest)
+    for name in sorted(plan.source_counts):
+        rows = pc.equal(plan.items["source"], name).to_numpy(zero_copy_only=False)
+        source = sources.get(name)
+        mechanism = source.mechanism() if source else "no entry in the sources file: add one with --sources-file"
+        report = SourceReport(name, mechanism, needed=int(rows.sum()), present=int((rows & present).sum()))
+        if source is None or not source.supported:
+            report.not_fetchable = report.needed - report.present
+        elif source.kind in ("http_zip", "hub_zip") and archive_sizes and report.to_fetch:
+            try:
+                archive = run.archive(source)
+                wanted = plan.items.filter(pa.array(rows & ~present))["file_id"].to_pylist()
+                infos = [archive.members.get(source.member_name(str(f))) for f in wanted]
+                report.expected_bytes = sum(i.compress_size + 30 + len(i.filename) for i in infos if i is not None)
+            except (FetchError, ValueError) as err:
+                report.errors.append(str(err))
+        reports[name] = report
+    return reports
+
+
+def download(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions = DownloadOptions()
+             ) -> Dict[str, SourceReport]:
+    """Fetch every planned item not yet present into `root`; returns a report per source.
+
+    Items of sources without an entry or of kinds not supported yet are recorded in the manifest as
+    "not_fetchable" with the reason. Raises `InsufficientSpaceError` before fetching anything when the bytes
+    known to come (archive members) exceed the free space under `root`.
+    """
+    os.makedirs(root, exist_ok=True)
+    manifest = Manifest(manifest_path(root))
+    folders = {os.path.dirname(os.path.join(root, d)) for d in pc.unique(plan.items["destination"]).to_pylist()}
+    remove_partials(folders)
+    present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
+                             options.verify)
+    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present)
+    expected = sum(r.expected_bytes or 0 for r in reports.values())
+    free = shutil.disk_usage(root).free
+    if options.check_space and expected > free:
+        raise InsufficientSpaceError(f"{root}: {expected} bytes to fetch from archives but only {free} free; "
+                                     "free space or pass a smaller --limit / fewer --configs.")
+    run = _Run(root, sources, options, manifest)
+    todo = plan.items.filter(pa.array(~present))
+    todo_plan = Plan(todo, {s: 1 for s in plan.source_counts})
+    bars: Dict[str, object] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+            streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
+            for task in todo_plan.tasks(options.shard_items, whole=streamed):
+                report = reports[task.source]
+                source = sources.get(task.source)
+                if source is None or not source.supported:
+                    reason = (f"source {task.source!r} has no entry in the sources file (add one with --sources-file)"
+                              if source is None else f"source {task.source!r}: kind {source.kind} is not supported yet")
+                    for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
+                        manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
+                    if reason not in report.errors:
+                        report.errors.append(reason)
+                    continue
+                on_done = None
+                if options.progress:
+                    from tqdm.auto import tqdm
+
+                    if task.source not in bars:
+                        bars[task.source] = tqdm(total=report.to_fetch, desc=task.source, unit="file", leave=True)
+                    bar = bars[task.source]
+
+                    def on_done(record, bar=bar):
+                        bar.update(1)
+                        bar.set_postfix_str(f"{report.bytes / 1e6:.1f} MB, {report.failed} failed", refresh=False)
+                run_task(task, run, pool, report, on_done)
+    finally:
+        for bar in bars.values():
+            bar.close()
+        manifest.close()
+    return reports
+
+
+def format_reports(reports: Dict[str, SourceReport], dry_run: bool = False) -> str:
+    """The summary table (and, for a dry run, what would be fetched)."""
+    if dry_run:
+        header = f"{'source':<22} {'needed':>8} {'present':>8} {'to fetch':>8} {'bytes':>12}  mechanism"
+        lines = [header, "-" * len(header)]
+        for r in reports.values():
+            size = "?" if r.expected_bytes is None else str(r.expected_bytes)
+            lines.append(f"{r.source:<22} {r.needed:>8} {r.present:>8} {r.to_fetch:>8} {size:>12}  {r.mechanism}")
+        return "\n".join(lines)
+    header = f"{'source':<22} {'needed':>8} {'present':>8} {'fetched':>8} {'failed':>8} {'skipped':>8} {'MB':>9}"
+    lines = [header, "-" * len(header)]
+    for r in reports.values():
+        lines.append(f"{r.source:<22} {r.needed:>8} {r.present:>8} {r.fetched:>8} {r.failed:>8} "
+                     f"{r.not_fetchable:>8} {r.bytes / 1e6:>9.2f}")
+        lines += [f"    {e}" for e in r.errors]
+    return "\n".join(lines)
