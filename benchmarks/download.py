@@ -29,7 +29,8 @@ from emm1_lib.acquire.plan import ITEM_SCHEMA, Plan  # noqa: E402
 from emm1_lib.acquire.run import DownloadOptions, download  # noqa: E402
 from emm1_lib.acquire.sources import Source  # noqa: E402
 from emm1_lib.acquire.store import manifest_path  # noqa: E402
-from emm1_lib.testing.http_servers import MediaServer, Route  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from http_servers import MediaServer, Route  # noqa: E402  (the tests' stand-in media server)
 
 
 def _jpeg(seed: int, size: int = 64) -> bytes:

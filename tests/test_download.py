@@ -1,7 +1,7 @@
 """`emm1 download` (emm1_lib/acquire/): the plan, URL images with injected failures, COCO-like zips read
 with range requests, zip slip, reruns, a SIGKILL mid-way, and the downloaded tree working with the builders.
 
-Real clients (requests, fsspec/aiohttp) against `emm1_lib.testing.http_servers.MediaServer` on 127.0.0.1.
+Real clients (requests, fsspec/aiohttp) against `tests/http_servers.py`'s `MediaServer` on 127.0.0.1.
 """
 import io
 import json
@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 import zipfile
 
 import numpy as np
@@ -25,7 +24,7 @@ from emm1_lib.acquire.run import DownloadOptions, download, survey
 from emm1_lib.acquire.sources import load_sources
 from emm1_lib.acquire.store import PARTIAL_PREFIX, manifest_path
 from emm1_lib.errors import EMM1DataError
-from emm1_lib.testing.http_servers import MediaServer, Route
+from http_servers import MediaServer, Route
 from emm1_lib.testing.sample import generate_sample_tree
 from emm1_lib.testing.sample_media import write_image
 from emm1_lib.tools import cli as emm1_cli
@@ -285,7 +284,6 @@ def test_hub_zip_through_hf_endpoint(tree, server, tmp_path, monkeypatch):
 
 
 def test_zip_slip_and_symlink_members_write_nothing_outside_root(tree, server, tmp_path):
-    image = io.BytesIO()
     write_image(tmp_path / "x.jpg", seed=3)
     data = (tmp_path / "x.jpg").read_bytes()
     buffer = io.BytesIO()
@@ -572,7 +570,7 @@ def test_a_manifest_line_cut_by_a_kill_is_ignored(tmp_path):
 def test_parquet_reads_only_the_row_groups_holding_needed_images(tree, server, tmp_path):
     import pyarrow.parquet as pq
 
-    rows, wanted = [], {}
+    wanted = {}
     for split_dir in (tree.phase1_dir, tree.phase2_dir):
         for row in pacsv.read_csv(_infos(tree, split_dir)).to_pylist():
             file_id = f"n01440764_{row['encord_image_id']}"

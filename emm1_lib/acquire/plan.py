@@ -6,7 +6,6 @@ formula, `ROOT/save_folder/{modality folder}/file_name` (`schema.paths`), after 
 refused path parts that could leave ROOT. A plan is a list of independent `Task`s (one source, one shard),
 so a distributed engine can run them as they are.
 """
-import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 

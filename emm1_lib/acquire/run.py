@@ -361,7 +361,7 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
                     if reason not in report.errors:
                         report.errors.append(reason)
                     continue
-                on_done = None
+                on_done: Optional[Callable] = None
                 if options.progress:
                     from tqdm.auto import tqdm
 
@@ -369,9 +369,11 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
                         bars[task.source] = tqdm(total=report.to_fetch, desc=task.source, unit="file", leave=True)
                     bar = bars[task.source]
 
-                    def on_done(record, bar=bar):
+                    def update_bar(record, bar=bar):
                         bar.update(1)
                         bar.set_postfix_str(f"{report.bytes / 1e6:.1f} MB, {report.failed} failed", refresh=False)
+
+                    on_done = update_bar
                 run_task(task, run, pool, report, on_done)
     finally:
         for bar in bars.values():

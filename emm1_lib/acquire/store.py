@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable
 
 import pyarrow as pa
 
