@@ -1,14 +1,9 @@
-"""E-MM1: captions linked to images, audio, video and point clouds (E-MM1:100M and E-MM1:1M).
+"""E-MM1 for `datasets`: the `EMM1` builder (configs `phase1_nn1` … `phase1_nn16`, `phase1_all`,
+`phase2_triplets`) and `resolve` for an exported copy. The builder's documentation is its module,
+`emm1_lib.builders.emm1`, and the README.
 
-Configs:
-- `phase1_nn1` … `phase1_nn16`: E-MM1:100M, one row per caption with its k-th nearest image,
-  audio clip, video and point cloud (`nn_{k}/data_groups.csv` joined with `infos/*.csv`).
-- `phase1_all`: all 16 neighbours (`nn_index` 1–16), ~107 M rows at full scale.
-- `phase2_triplets`: E-MM1:1M, human-rated (caption, paired item, annotated item) triplets.
-
-Usage (today's `datasets`): `import emm1; datasets.load_dataset("emm1", "phase1_nn1", data_dir=..., root_data_path=...)`.
-Usage (`datasets` 3.6): `datasets.load_dataset("path/to/emm1.py", "phase1_nn1", data_dir=..., trust_remote_code=True)`.
-The metadata CSVs of both schema generations (the seed draft and the release) are accepted.
+Importing this module registers the name: `import emm1; datasets.load_dataset("emm1", "phase1_nn1", data_dir=...)`.
+On `datasets` 3.6 this file is also the loading script: `datasets.load_dataset("path/to/emm1.py", ...)`.
 """
 from emm1_lib.builders.compat import register_builder_module
 from emm1_lib.builders.emm1 import EMM1

@@ -95,7 +95,8 @@ def _flat(values):
     return values
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A numpy scalar as its Python value, bytes as text: what a report or a message can show."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, bytes):
@@ -104,7 +105,7 @@ def _plain(value: Any) -> Any:
 
 
 def _values(column, rows: np.ndarray) -> Tuple[Any, ...]:
-    return tuple(_plain(v) for v in _flat(column).take(pa.array(rows[:MAX_VALUES], pa.int64())).to_pylist())
+    return tuple(plain_value(v) for v in _flat(column).take(pa.array(rows[:MAX_VALUES], pa.int64())).to_pylist())
 
 
 def _row_at(path: str, rows: Rows, row: int, what: Optional[str] = None) -> str:

@@ -17,7 +17,7 @@ from emm1_lib.testing.sample import generate_sample_tree
 _MODULE_COMMANDS = {
     "export": ("emm1_lib.tools.export", "write a prepared config as a Hub dataset repo (Parquet + card)"),
     "validate": ("emm1_lib.tools.validate", "check a metadata tree (and media) and report every problem"),
-    "download": ("emm1_lib.acquire.command", "fetch the media the metadata names into the builders' layout"),
+    "download": ("emm1_lib.tools.download", "fetch the media the metadata names into the builders' layout"),
 }
 
 

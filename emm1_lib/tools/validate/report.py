@@ -4,8 +4,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 
+from emm1_lib.schema.rules import plain_value
 from emm1_lib.errors import SEVERITIES
 from emm1_lib.errors import Violation
 from emm1_lib.io.fs import is_remote
@@ -175,14 +175,6 @@ def _rel(path: str, base: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return value
-
-
 class Collector:
     """Collects the findings of one report; the checks call it with violations or their own findings."""
 
@@ -192,7 +184,7 @@ class Collector:
     def add(self, severity: str, code: str, file: str, message: str, lines: Sequence[int] = (), values: Sequence = (),
             count: Optional[int] = None, split: Optional[str] = None, modality: Optional[str] = None) -> Finding:
         lines = [int(x) for x in list(lines)[:MAX_LISTED]]
-        values = [_plain(v) for v in list(values)[:MAX_LISTED]]
+        values = [plain_value(v) for v in list(values)[:MAX_LISTED]]
         finding = Finding(severity, code, file, message, lines, values, count if count is not None else max(1, len(lines)),
                           split, modality)
         self.report.findings.append(finding)

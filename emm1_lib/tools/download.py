@@ -10,19 +10,7 @@ from typing import List, Optional
 
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.schema.layout import MODALITIES
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
-        return value
-
-    return parse
+from emm1_lib.tools.cli import count_arg
 
 
 def _positive_float(text: str) -> float:
@@ -59,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"configs whose media to fetch (default: all): {', '.join(CONFIGS)}")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, help="only these modalities")
     parser.add_argument("--sources", nargs="+", metavar="SOURCE", help="only these source_dataset values")
-    parser.add_argument("--limit", type=_count(1), help="first N items of each source (a trial run)")
-    parser.add_argument("--workers", type=_count(1), default=8, help="parallel fetches (default 8)")
-    parser.add_argument("--per-host", type=_count(1), help="at most N requests to one host at a time (default: --workers)")
+    parser.add_argument("--limit", type=count_arg(1), help="first N items of each source (a trial run)")
+    parser.add_argument("--workers", type=count_arg(1), default=8, help="parallel fetches (default 8)")
+    parser.add_argument("--per-host", type=count_arg(1), help="at most N requests to one host at a time (default: --workers)")
     parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds to connect / between bytes")
-    parser.add_argument("--retries", type=_count(0), default=3, help="retries of a failed fetch (timeouts, 5xx)")
+    parser.add_argument("--retries", type=count_arg(0), default=3, help="retries of a failed fetch (timeouts, 5xx)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be fetched, per source, and stop")
     parser.add_argument("--mirror", type=_mirror, action="append", default=[], metavar="SOURCE=URL",
                         help="fetch SOURCE from URL instead (repeatable)")
