@@ -294,11 +294,19 @@ class EMM1(datasets.ArrowBasedBuilder):
         )
 
     def _annotation_mapping(self, split_dir: Optional[str]) -> Dict[int, str]:
-        """`{code: label}` from `annotation_mapping.csv`, or the documented defaults when it is absent."""
-        mapping_file = join(split_dir, "annotation_mapping.csv") if split_dir else None
-        if mapping_file and exists(mapping_file):
-            return read_annotation_labels(mapping_file)
-        return dict(DEFAULT_ANNOTATION_LABELS)
+        """`{code: label}` from `annotation_mapping.csv`, or the documented defaults when it is absent.
+
+        Read once per split folder and process: labels, the `annotations` filter and generation all ask,
+        and on the Hub each read is a probe and a download.
+        """
+        mappings = self.__dict__.setdefault("_annotation_mappings", {})
+        if split_dir not in mappings:
+            mapping_file = join(split_dir, "annotation_mapping.csv") if split_dir else None
+            if mapping_file and exists(mapping_file):
+                mappings[split_dir] = read_annotation_labels(mapping_file)
+            else:
+                mappings[split_dir] = dict(DEFAULT_ANNOTATION_LABELS)
+        return dict(mappings[split_dir])
 
     # -- locating files -----------------------------------------------------------------------
 
