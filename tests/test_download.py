@@ -31,7 +31,7 @@ from emm1_lib.tools import cli as emm1_cli
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # a roomy timeout: on a loaded CI machine the stand-in server may pause for over a second; the one test that
-# injects a stall sets its own short timeout
+# injects a stall sets its own short one (3 s: long enough for a loaded machine, short enough to wait for)
 FAST = dict(timeout=10.0, retries=2, backoff=0.01, progress=False)
 
 
@@ -176,7 +176,7 @@ def test_url_images_with_injected_failures(tree, server, tmp_path):
     _url_tree(tree, server, behaviours)
     plan = build_plan(tree.metadata_dir, configs=["phase1_all"], modalities=["image"])
     root = str(tmp_path / "root")
-    reports = download(plan, root, load_sources(), DownloadOptions(workers=4, **dict(FAST, timeout=1.0)))
+    reports = download(plan, root, load_sources(), DownloadOptions(workers=4, **dict(FAST, timeout=3.0)))
     report = reports["Conceptual Captions"]
     assert report.needed == 6 and report.fetched == 2 and report.failed == 4
 
