@@ -266,3 +266,17 @@ def test_without_yt_dlp_items_are_reported_with_the_install_hint(tree, server, c
     records = list(map(json.loads, open(manifest_path(str(tmp_path / "root")))))
     assert {r["status"] for r in records} == {"not_fetchable"}
     assert all("pip install 'emm1[download]'" in r["error"] for r in records)
+
+
+def test_a_stalled_server_times_out_and_is_retried(tree, server, clips, tmp_path):
+    mirrors = _youtube_tree(tree, server, clips, {"yt_0": "stall"})
+    root = tmp_path / "root"
+    plan = build_plan(tree.metadata_dir, configs=["eshot_audio"], limit=1)
+    options = DownloadOptions(**dict(FAST, timeout=1.0, retries=1))
+    report = download(plan, str(root), load_sources(mirrors=mirrors), options)["EShot audio"]
+    record = json.loads(open(manifest_path(str(root))).read().splitlines()[-1])
+    assert report.failed == 1 and record["attempts"] == 2, record  # retried once, then given up
+    # yt-dlp's page request or FFmpeg's read (-rw_timeout) gives up, whichever the stall hits
+    assert ("timed out" in record["error"].lower() or "ffmpeg exited" in record["error"]), record
+    assert "/yt/yt_0.mp4" in record["error"], record
+    assert not [p for p in root.rglob("*") if p.is_file()]
