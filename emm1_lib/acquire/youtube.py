@@ -14,6 +14,7 @@ remuxed when the container differs.
 import os
 import re
 import subprocess
+import threading
 from typing import Dict, List, Optional
 
 from emm1_lib.acquire.fetchers import FetchError
@@ -75,6 +76,25 @@ class _Log:
         self.errors.append(message)
 
 
+_threads = threading.local()
+
+
+def _downloader(modality: str, timeout: float, ffmpeg: str):
+    """This thread's YoutubeDL for these settings, made once: making one sets up its ~1,700 extractors, which
+    costs more CPU (under the GIL) than the rest of a short clip's Python work."""
+    import yt_dlp
+
+    cache = getattr(_threads, "downloaders", None)
+    if cache is None:
+        cache = _threads.downloaders = {}
+    key = (modality, timeout, ffmpeg)
+    if key not in cache:
+        log = _Log()
+        options = {**ydl_options(modality, os.getcwd(), 0.0, 1.0, timeout, ffmpeg), "logger": log}
+        cache[key] = (yt_dlp.YoutubeDL(options), log)
+    return cache[key]
+
+
 def _is_retryable(message: str) -> bool:
     status = re.search(r"HTTP Error (\d{3})", message)
     if status:
@@ -120,17 +140,20 @@ def fetch_clip(url: str, start: Optional[float], end: Optional[float], modality:
     yt_dlp = require_yt_dlp()
     ffmpeg = ffmpeg_exe()
     from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
+    from yt_dlp.utils import download_range_func
 
     if start is None or end is None or not (end > start >= 0):
         raise FetchError(f"start_time {start!r} / end_time {end!r}: not a section (0 <= start < end)")
     # yt-dlp checks that FFmpeg can cut sections through this context variable (its command line sets it);
     # the API's `ffmpeg_location` alone does not reach that check
     FFmpegPostProcessor._ffmpeg_location.set(ffmpeg)
-    log = _Log()
-    options = {**ydl_options(modality, workdir, float(start), float(end), timeout, ffmpeg), "logger": log}
+    ydl, log = _downloader(modality, timeout, ffmpeg)
+    # per clip: the section and the folder (read when the clip is processed, not when the downloader is made)
+    ydl.params["download_ranges"] = download_range_func(None, [(float(start), float(end))])
+    ydl.params["paths"] = {"home": workdir, "temp": workdir}
+    log.errors.clear()
     try:
-        with yt_dlp.YoutubeDL(options) as ydl:
-            info = ydl.extract_info(url, download=True)
+        info = ydl.extract_info(url, download=True)
     except yt_dlp.utils.DownloadError as err:
         message = log.errors[-1] if log.errors else str(err)
         message = re.sub(r"^ERROR:\s*", "", message)
