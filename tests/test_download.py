@@ -440,8 +440,16 @@ def test_benchmark_smoke(tmp_path):
         import download as benchmark
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
+    try:
+        import yt_dlp  # noqa: F401
+
+        clips = ["--clips", "3", "--clip-latency", "0"]
+    except ImportError:  # the YouTube part needs the download extra
+        clips = ["--only", "images", "zip", "rerun"]
     report = benchmark.main(["--images", "6", "--workers", "3", "--latency", "0", "--zip-members", "200",
-                             "--rerun-items", "50", "--json", str(tmp_path / "report.json")])
+                             "--rerun-items", "50", "--json", str(tmp_path / "report.json")] + clips)
+    if clips[0] == "--clips":
+        assert report["youtube_clips"]["clips"] == 3 and report["youtube_clips"]["requests_per_clip"] > 0
     assert report["url_images"]["images"] == 6 and report["rerun"]["items"] == 50
     assert report["zip_subset"]["subset"] == 2 and report["zip_subset"]["emm1_bytes"] < report["zip_subset"]["archive_bytes"]
     assert json.loads((tmp_path / "report.json").read_text())["zip_subset"]["members"] == 200
