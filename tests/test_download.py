@@ -336,7 +336,7 @@ def test_cli_dry_run_exit_codes_and_unknown_sources(tree, server, tmp_path, caps
     root = str(tmp_path / "root")
     assert emm1_cli.main(["download", tree.metadata_dir, "--root-data-path", root, "--dry-run", "--no-progress"]) == 0
     out = capsys.readouterr()
-    assert "Conceptual Captions" in out.out and "WavCaps" in out.out and "not supported yet" in out.out
+    assert "Conceptual Captions" in out.out and "WavCaps" in out.out and "no entry in the sources file" in out.out
     assert "source 'WavCaps' have no entry" in out.err
     assert not os.path.exists(root)
 

@@ -10,16 +10,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks, scan_parquet, stream_tar
+from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_file_url, hub_files, item_chunks, scan_parquet, \
+    stream_tar
 from emm1_lib.acquire.plan import Plan, Task
-from emm1_lib.acquire.sources import STREAMED_KINDS, Source
+from emm1_lib.acquire.sources import HUB_KINDS, STREAMED_KINDS, TAR_KINDS, ZIP_KINDS, Source
 from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, commit_file, decode_check, \
     manifest_path, partial_folder, remove_partials, write_verified
 
@@ -53,7 +54,8 @@ class DownloadOptions:
 
 @dataclass
 class SourceReport:
-    """Counts of one source; `expected_bytes` is known for archives (their directory sizes), else None."""
+    """Counts of one source; `expected_bytes` is known for archives (zip directory sizes; the Hub's file sizes of
+    streamed archives, then an upper bound: `bytes_at_most`), else None."""
 
     source: str
     mechanism: str
@@ -63,6 +65,7 @@ class SourceReport:
     failed: int = 0
     not_fetchable: int = 0
     expected_bytes: Optional[int] = None
+    bytes_at_most: bool = False
     bytes: int = 0
     errors: List[str] = field(default_factory=list)
 
@@ -174,21 +177,55 @@ class _Run:
         self.manifest = manifest
         self.hosts = _Hosts(options.per_host or options.workers)
         self.archives: Dict[str, object] = {}
-        self._archive_lock = threading.Lock()
+        self._archive_lock = threading.RLock()  # a zip list made under it asks for the Hub listing
 
-    def archive(self, source: Source) -> RemoteZip:
-        """The source's zip directory, read once per run (a failure is remembered and re-raised)."""
+    def _once(self, key: str, make: Callable[[], object]) -> object:
+        """`make()` once per run for `key` (a FetchError is remembered and re-raised to every caller)."""
         with self._archive_lock:
-            if source.name not in self.archives:
-                url, headers = (source.location, None) if source.kind == "http_zip" else hub_zip_url(source)
+            if key not in self.archives:
                 try:
-                    self.archives[source.name] = RemoteZip(url, self.options.timeout, headers)
+                    self.archives[key] = make()
                 except FetchError as err:
-                    self.archives[source.name] = err
-            found = self.archives[source.name]
+                    self.archives[key] = err
+            found = self.archives[key]
         if isinstance(found, FetchError):
             raise found
-        return found  # type: ignore[return-value]
+        return found
+
+    def hub_listing(self, source: Source, sizes: bool = False) -> List[Tuple[str, Optional[int]]]:
+        """`(path, size)` of the source's Hub files (its `patterns` matched against the repo listing), once per run.
+        Plain paths are not looked up unless `sizes` (their size is None then); a listing with sizes serves both."""
+        with self._archive_lock:
+            if f"listing-sized:{source.name}" in self.archives and not sizes:
+                sizes = True
+        key = f"listing-sized:{source.name}" if sizes else f"listing:{source.name}"
+        return self._once(key, lambda: hub_files(source, sizes))  # type: ignore[return-value]
+
+    def locations(self, source: Source) -> List[Tuple[str, Optional[Dict[str, str]]]]:
+        """`(url, headers)` of each archive of the source, in reading order: its location(s), or its Hub files'
+        resolve URLs with huggingface_hub's auth headers."""
+        if source.kind in HUB_KINDS:
+            return [hub_file_url(source, path) for path, _ in self.hub_listing(source)]
+        return [(url, None) for url in source.locations]
+
+    def zips(self, source: Source) -> List[RemoteZip]:
+        """The directories of the source's zip archives, each read once per run."""
+        def make() -> List[RemoteZip]:
+            return [RemoteZip(url, self.options.timeout, headers) for url, headers in self.locations(source)]
+
+        return self._once(f"zips:{source.name}", make)  # type: ignore[return-value]
+
+    def archive(self, source: Source, member: Optional[str] = None) -> RemoteZip:
+        """The zip of the source holding `member` (the first of its zips when None or held by none: reading it
+        then fails naming the member)."""
+        archives = self.zips(source)
+        if member is not None:
+            for archive in archives:
+                if member in archive.members:
+                    return archive
+        if len(archives) > 1:
+            raise FetchError(f"no member {member!r} in the {len(archives)} zips of {source.mechanism()}")
+        return archives[0]
 
     def fetch(self, source: Source, item: Dict[str, object]) -> bytes:
         if source.kind == "url":
@@ -197,11 +234,11 @@ class _Run:
                 raise FetchError(f"file_id {url!r} is not an http(s) URL")
             with self.hosts(url):
                 return fetch_url(url, self.options.timeout)
-        archive = self.archive(source)
         try:
             member = source.member_name(str(item["file_id"]))
         except (ValueError, KeyError, IndexError) as err:
             raise FetchError(f"file_id {item['file_id']!r} does not fit the member template {source.member!r}: {err}")
+        archive = self.archive(source, member)
         with self.hosts(archive.url):
             return archive.read(member)
 
@@ -274,16 +311,20 @@ def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], 
         except Exception as err:
             return {**base, "status": "failed", "attempts": 1, "error": f"{type(err).__name__}: {err}"}
 
-    last_error = "not found in " + ", ".join(source.locations)
-    for url in source.locations:
+    try:
+        locations = run.locations(source) if by_member else []
+        last_error = "not found in " + (", ".join(url for url, _ in locations) or "no archive")
+    except FetchError as err:  # the Hub listing failed: every item fails with its reason
+        locations, last_error = [], str(err)
+    for url, headers in locations:
         attempt = 0
         while by_member:
             attempt += 1
             placing = []
             try:
                 with run.hosts(url):
-                    scan = stream_tar if source.kind == "http_tar" else scan_parquet
-                    for name, body, problem in scan(url, run.options.timeout, set(by_member)):
+                    scan = stream_tar if source.kind in TAR_KINDS else scan_parquet
+                    for name, body, problem in scan(url, run.options.timeout, set(by_member), headers):
                         for item in by_member.pop(name):
                             if problem is not None:
                                 yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
@@ -330,16 +371,18 @@ def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceRepo
 
 
 def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions,
-           archive_sizes: bool = True, present: Optional[np.ndarray] = None) -> Dict[str, SourceReport]:
+           archive_sizes: bool = True, present: Optional[np.ndarray] = None, run: Optional[_Run] = None
+           ) -> Dict[str, SourceReport]:
     """Per source: needed, present, the mechanism and (archives, when `archive_sizes`) the bytes to transfer.
 
-    `present`: the items already there (`present_mask`), when the caller has it.
+    `present`: the items already there (`present_mask`), when the caller has it. `run`: the run whose archive
+    directories and Hub listings to use (and keep for fetching), else a new one.
     """
     manifest = Manifest(manifest_path(root))
     if present is None:
         present = present_mask(plan.items, root, manifest) if os.path.isdir(root) else np.zeros(plan.items.num_rows, bool)
     reports: Dict[str, SourceReport] = {}
-    run = _Run(root, sources, options, manifest)
+    run = run or _Run(root, sources, options, manifest)
     for name in sorted(plan.source_counts):
         rows = pc.equal(plan.items["source"], name).to_numpy(zero_copy_only=False)
         source = sources.get(name)
@@ -350,13 +393,24 @@ def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadO
             report.not_fetchable = report.needed - report.present
             if source is not None and source.supported:  # a missing optional package: say which
                 report.mechanism = f"{mechanism}: {reason}"
-        elif source.kind in ("http_zip", "hub_zip") and archive_sizes and report.to_fetch:
+        elif source.kind in ZIP_KINDS and archive_sizes and report.to_fetch:
             try:
-                archive = run.archive(source)
+                archives = run.zips(source)
                 wanted = plan.items.filter(pa.array(rows & ~present))["file_id"].to_pylist()
-                infos = [archive.members.get(source.member_name(str(f))) for f in wanted]
+                members = {}
+                for archive in reversed(archives):  # the first archive holding a member is the one read
+                    members.update(archive.members)
+                infos = [members.get(source.member_name(str(f))) for f in wanted]
                 report.expected_bytes = sum(i.compress_size + 30 + len(i.filename) for i in infos if i is not None)
             except (FetchError, ValueError) as err:
+                report.errors.append(str(err))
+        elif source.kind in HUB_KINDS and archive_sizes and report.to_fetch:
+            # streamed archives: the Hub's file sizes (a tar is read until its last needed member, Parquet
+            # files only in the row groups holding one: both at most these bytes)
+            try:
+                report.expected_bytes = sum(size or 0 for _, size in run.hub_listing(source, sizes=True))
+                report.bytes_at_most = True
+            except FetchError as err:
                 report.errors.append(str(err))
         reports[name] = report
     return reports
@@ -376,13 +430,14 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     remove_partials(folders)
     present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
                              options.verify)
-    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present)
-    expected = sum(r.expected_bytes or 0 for r in reports.values())
+    run = _Run(root, sources, options, manifest)
+    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present, run=run)
+    # what will be stored: zip members (streamed archives are not stored, only their few needed members)
+    expected = sum(r.expected_bytes or 0 for r in reports.values() if not r.bytes_at_most)
     free = shutil.disk_usage(root).free
     if options.check_space and expected > free:
         raise InsufficientSpaceError(f"{root}: {expected} bytes to fetch from archives but only {free} free; "
                                      "free space or pass a smaller --limit / fewer --configs.")
-    run = _Run(root, sources, options, manifest)
     todo = plan.items.filter(pa.array(~present))
     todo_plan = Plan(todo, {s: 1 for s in plan.source_counts})
     bars: Dict[str, object] = {}
@@ -426,7 +481,7 @@ def format_reports(reports: Dict[str, SourceReport], dry_run: bool = False) -> s
         header = f"{'source':<22} {'needed':>8} {'present':>8} {'to fetch':>8} {'bytes':>12}  mechanism"
         lines = [header, "-" * len(header)]
         for r in reports.values():
-            size = "?" if r.expected_bytes is None else str(r.expected_bytes)
+            size = "?" if r.expected_bytes is None else ("<=" if r.bytes_at_most else "") + str(r.expected_bytes)
             lines.append(f"{r.source:<22} {r.needed:>8} {r.present:>8} {r.to_fetch:>8} {size:>12}  {r.mechanism}")
         return "\n".join(lines)
     header = f"{'source':<22} {'needed':>8} {'present':>8} {'fetched':>8} {'failed':>8} {'skipped':>8} {'MB':>9}"
