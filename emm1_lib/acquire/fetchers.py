@@ -209,12 +209,21 @@ def item_chunks(body: bytes) -> Iterator[bytes]:
         yield body[start:start + CHUNK]
 
 
-def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dict[str, str]] = None
-               ) -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
+class TarScan:
+    """What one read of a tar archive saw: every member's base name, and whether it reached the end."""
+
+    def __init__(self):
+        self.names: Set[str] = set()
+        self.complete = False
+
+
+def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dict[str, str]] = None,
+               seen: Optional["TarScan"] = None) -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
     """Read the (optionally compressed) tar at `url` front to back, once, without storing it: yields
     `(basename, bytes, None)` for each regular member whose base name is in `wanted` and
     `(basename, None, reason)` for a wanted name that is a symlink, hard link or other non-file (not followed).
     Stops reading as soon as every wanted name was seen. Member paths are only compared, never used as paths.
+    `seen` collects the base name of every member passed and whether the archive was read to its end.
     """
     import tarfile
 
@@ -229,6 +238,8 @@ def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dic
             with tarfile.open(fileobj=response.raw, mode="r|*") as archive:
                 for member in archive:
                     name = member.name.rsplit("/", 1)[-1]
+                    if seen is not None:
+                        seen.names.add(name)
                     if name not in left:
                         continue
                     left.discard(name)
@@ -238,6 +249,8 @@ def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dic
                         yield name, archive.extractfile(member).read(), None
                     if not left:
                         return
+                if seen is not None:
+                    seen.complete = True
     except requests.exceptions.Timeout as err:
         raise FetchError(f"{url}: timed out after {timeout:g} s while streaming the archive", retry=True) from err
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, EOFError) as err:

@@ -17,12 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_file_url, hub_files, item_chunks, scan_parquet, \
-    stream_tar
+from emm1_lib.acquire.fetchers import FetchError, RemoteZip, TarScan, fetch_url, hub_file_url, hub_files, item_chunks, \
+    scan_parquet, stream_tar
 from emm1_lib.acquire.plan import Plan, Task
 from emm1_lib.acquire.sources import HUB_KINDS, STREAMED_KINDS, TAR_KINDS, ZIP_KINDS, Source
-from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, commit_file, decode_check, \
-    manifest_path, partial_folder, remove_partials, write_verified
+from emm1_lib.acquire.store import Manifest, TarIndex, UnsafeDestinationError, checked_destination, commit_file, \
+    decode_check, manifest_path, partial_folder, remove_partials, tar_index_path, write_verified
 
 
 @dataclass
@@ -192,6 +192,10 @@ class _Run:
             raise found
         return found
 
+    def tar_index(self) -> TarIndex:
+        """The members seen in tar archives by earlier runs (`ROOT.download-tar-index.jsonl`), loaded once."""
+        return self._once("tar-index", lambda: TarIndex(tar_index_path(self.root)))  # type: ignore[return-value]
+
     def hub_listing(self, source: Source, sizes: bool = False) -> List[Tuple[str, Optional[int]]]:
         """`(path, size)` of the source's Hub files (its `patterns` matched against the repo listing), once per run.
         Plain paths are not looked up unless `sizes` (their size is None then); a listing with sizes serves both."""
@@ -313,18 +317,34 @@ def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], 
 
     try:
         locations = run.locations(source) if by_member else []
-        last_error = "not found in " + (", ".join(url for url, _ in locations) or "no archive")
+        problem_text = None
     except FetchError as err:  # the Hub listing failed: every item fails with its reason
-        locations, last_error = [], str(err)
+        locations, problem_text = [], str(err)
+    index = run.tar_index() if source.kind in TAR_KINDS else None
+    if index is not None:  # archives known to hold a needed member first, those read to the end without one last
+        names = set(by_member)
+        locations.sort(key=lambda loc: 0 if index.holds(loc[0], names) else (2 if index.known(loc[0]) is not None else 1))
+    read: List[str] = []
+    skipped: List[str] = []
     for url, headers in locations:
+        if not by_member:
+            break
+        known = index.known(url) if index is not None else None
+        if known is not None and not any(name in known for name in by_member):
+            skipped.append(url)  # read to its end before: holds none of the members still needed
+            continue
         attempt = 0
         while by_member:
             attempt += 1
             placing = []
+            scanned = TarScan() if index is not None else None
             try:
                 with run.hosts(url):
-                    scan = stream_tar if source.kind in TAR_KINDS else scan_parquet
-                    for name, body, problem in scan(url, run.options.timeout, set(by_member), headers):
+                    if source.kind in TAR_KINDS:
+                        scan = stream_tar(url, run.options.timeout, set(by_member), headers, scanned)
+                    else:
+                        scan = scan_parquet(url, run.options.timeout, set(by_member), headers)
+                    for name, body, problem in scan:
                         for item in by_member.pop(name):
                             if problem is not None:
                                 yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
@@ -332,20 +352,32 @@ def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], 
                                        "error": problem}
                             else:
                                 placing.append(pool.submit(place, item, body))
+                read.append(url)
                 break
             except FetchError as err:
-                last_error = str(err)
+                problem_text = str(err)
                 if not (err.retry and attempt <= run.options.retries):
                     break
                 time.sleep(run.options.backoff * 2 ** (attempt - 1))
             finally:
+                if scanned is not None and scanned.names:
+                    index.record(url, scanned.complete, scanned.names)
                 for future in placing:
                     yield future.result()
+    reason = "not found in " + (", ".join(read) or "no archive")
+    if skipped:
+        reason += (f"; {len(skipped)} other archive(s) were read to the end by an earlier run without it "
+                   f"({index.path}: delete it to scan them again)")
+    if problem_text:
+        reason = f"{reason}; {problem_text}" if read or skipped else problem_text
     for items in by_member.values():
         for item in items:
             yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
                    "id": item["id"], "file_id": item["file_id"], "status": "failed", "attempts": 1,
-                   "error": f"member {source.member_name(str(item['file_id']))!r}: {last_error}"}
+                   "error": f"member {source.member_name(str(item['file_id']))!r}: {reason}"}
+
+
+_COUNTING = threading.Lock()
 
 
 def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceReport,
@@ -359,15 +391,16 @@ def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceRepo
         records = pool.map(lambda item: run.one(source, item), rows)
     for record in records:
         run.manifest.append(record)
-        if record["status"] == "ok":
-            report.fetched += 1
-            report.bytes += int(record["bytes"])
-        else:
-            report.failed += 1
-            if len(report.errors) < 5:
-                report.errors.append(f"{record['destination']}: {record['error']}")
-        if on_done is not None:
-            on_done(record)
+        with _COUNTING:  # the tasks of one source may run side by side
+            if record["status"] == "ok":
+                report.fetched += 1
+                report.bytes += int(record["bytes"])
+            else:
+                report.failed += 1
+                if len(report.errors) < 5:
+                    report.errors.append(f"{record['destination']}: {record['error']}")
+            if on_done is not None:
+                on_done(record)
 
 
 def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions,
@@ -441,34 +474,50 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     todo = plan.items.filter(pa.array(~present))
     todo_plan = Plan(todo, {s: 1 for s in plan.source_counts})
     bars: Dict[str, object] = {}
+    streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
+    tasks = todo_plan.tasks(options.shard_items, whole=streamed)
+    pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="emm1-fetch")
+    # Tasks run side by side: each streamed archive task on its own runner (a slow archive holds only its runner,
+    # never the URL, zip or YouTube items), the other tasks two at a time (one draining while the next fills the pool).
+    stream_runners = ThreadPoolExecutor(max_workers=max(1, sum(t.source in streamed for t in tasks)),
+                                        thread_name_prefix="emm1-stream")
+    runners = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emm1-task")
     try:
-        with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-            streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
-            for task in todo_plan.tasks(options.shard_items, whole=streamed):
-                report = reports[task.source]
-                source = sources.get(task.source)
-                reason = unavailable_reason(source, task.source)
-                if reason is not None:
-                    for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
-                        manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
-                    if reason not in report.errors:
-                        report.errors.append(reason)
-                    continue
-                on_done: Optional[Callable] = None
-                if options.progress:
-                    from tqdm.auto import tqdm
+        running = []
+        for task in tasks:
+            report = reports[task.source]
+            source = sources.get(task.source)
+            reason = unavailable_reason(source, task.source)
+            if reason is not None:
+                for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
+                    manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
+                if reason not in report.errors:
+                    report.errors.append(reason)
+                continue
+            on_done: Optional[Callable] = None
+            if options.progress:
+                from tqdm.auto import tqdm
 
-                    if task.source not in bars:
-                        bars[task.source] = tqdm(total=report.to_fetch, desc=task.source, unit="file", leave=True)
-                    bar = bars[task.source]
+                if task.source not in bars:
+                    bars[task.source] = tqdm(total=report.to_fetch, desc=task.source, unit="file", leave=True)
+                bar = bars[task.source]
 
-                    def update_bar(record, bar=bar):
-                        bar.update(1)
-                        bar.set_postfix_str(f"{report.bytes / 1e6:.1f} MB, {report.failed} failed", refresh=False)
+                def update_bar(record, bar=bar, report=report):
+                    bar.update(1)
+                    bar.set_postfix_str(f"{report.bytes / 1e6:.1f} MB, {report.failed} failed", refresh=False)
 
-                    on_done = update_bar
-                run_task(task, run, pool, report, on_done)
+                on_done = update_bar
+            chosen = stream_runners if task.source in streamed else runners
+            running.append(chosen.submit(run_task, task, run, pool, report, on_done))
+        for future in running:
+            future.result()
+    except BaseException:
+        for executor in (stream_runners, runners, pool):
+            executor.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
+        for executor in (stream_runners, runners, pool):
+            executor.shutdown(wait=True)
         for bar in bars.values():
             bar.close()
         manifest.close()
