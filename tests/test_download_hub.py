@@ -21,7 +21,7 @@ from emm1_lib.acquire.run import DownloadOptions, download, format_reports, surv
 from emm1_lib.acquire.sources import load_sources
 from emm1_lib.acquire.store import manifest_path
 from standin_hub import use_standin_hub
-from test_download import _points_tree, _set_image_sources, _template_tree, tree  # noqa: F401 - fixtures
+from test_download import _points_tree, _set_image_sources
 
 FAST = dict(timeout=20.0, retries=1, backoff=0.01, progress=False)
 

@@ -14,8 +14,8 @@ from emm1_lib.acquire.plan import build_plan
 from emm1_lib.acquire.run import DownloadOptions, download
 from emm1_lib.acquire.sources import load_sources
 from emm1_lib.acquire.store import manifest_path, tar_index_path
-from http_servers import MediaServer, Route
-from test_download import _points_tree, _tar_gz, _template_tree, _url_tree, server, tree  # noqa: F401 - fixtures
+from http_servers import Route
+from test_download import _points_tree, _tar_gz, _url_tree
 
 FAST = dict(timeout=10.0, retries=1, backoff=0.01, progress=False)
 

@@ -177,11 +177,15 @@ class _Run:
         self.manifest = manifest
         self.hosts = _Hosts(options.per_host or options.workers)
         self.archives: Dict[str, object] = {}
-        self._archive_lock = threading.RLock()  # a zip list made under it asks for the Hub listing
+        self._archive_lock = threading.Lock()
+        self._key_locks: Dict[str, threading.Lock] = {}
 
     def _once(self, key: str, make: Callable[[], object]) -> object:
-        """`make()` once per run for `key` (a FetchError is remembered and re-raised to every caller)."""
+        """`make()` once per run for `key` (a FetchError is remembered and re-raised to every caller). One lock
+        per key: reading one source's archive directories does not hold up another source's."""
         with self._archive_lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
             if key not in self.archives:
                 try:
                     self.archives[key] = make()
@@ -199,9 +203,8 @@ class _Run:
     def hub_listing(self, source: Source, sizes: bool = False) -> List[Tuple[str, Optional[int]]]:
         """`(path, size)` of the source's Hub files (its `patterns` matched against the repo listing), once per run.
         Plain paths are not looked up unless `sizes` (their size is None then); a listing with sizes serves both."""
-        with self._archive_lock:
-            if f"listing-sized:{source.name}" in self.archives and not sizes:
-                sizes = True
+        if f"listing-sized:{source.name}" in self.archives:
+            sizes = True
         key = f"listing-sized:{source.name}" if sizes else f"listing:{source.name}"
         return self._once(key, lambda: hub_files(source, sizes))  # type: ignore[return-value]
 
@@ -227,7 +230,7 @@ class _Run:
             for archive in archives:
                 if member in archive.members:
                     return archive
-        if len(archives) > 1:
+        if len(archives) != 1:
             raise FetchError(f"no member {member!r} in the {len(archives)} zips of {source.mechanism()}")
         return archives[0]
 
