@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 BEHAVIOURS = ("ok", "404", "fail_then_ok", "stall", "truncate", "html")
 HTML = b"<!doctype html><html><body><h1>This image is no longer available</h1></body></html>"
@@ -26,6 +26,7 @@ class Route:
     content_type: str = "application/octet-stream"
     behaviour: str = "ok"
     failures: int = 1
+    gate: Optional[threading.Event] = None  # when set: the response waits until the test opens the gate
 
 
 class MediaServer:
@@ -37,6 +38,7 @@ class MediaServer:
         self.rate = rate  # bytes per second per response (None: no cap), sent in 64 KiB pieces
         self.bytes_sent = 0
         self.requests = 0
+        self.paths: List[str] = []  # the path of every request, in arrival order
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests handled at once (a client's concurrency limit shows here)
         self._lock = threading.Lock()
@@ -74,12 +76,15 @@ class MediaServer:
             def _route(self) -> Optional[Route]:
                 with server._lock:
                     server.requests += 1
+                    server.paths.append(self.path.split("?")[0])
                 if server.latency:
                     time.sleep(server.latency)
                 route = server.routes.get(self.path.split("?")[0])
                 if route is None or route.behaviour == "404":
                     self._plain(404, b"not found")
                     return None
+                if route.gate is not None:
+                    route.gate.wait(120)
                 if route.behaviour == "fail_then_ok":
                     with server._lock:
                         failing = route.failures > 0
@@ -166,7 +171,16 @@ class MediaServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop sending
                     self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # a client that hangs up (yt-dlp's generic extractor reads only the first bytes of a page, FFmpeg
+                # drops connections when it seeks) is normal here: no traceback on stderr
+                import sys
+
+                if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+                    super().handle_error(request, client_address)
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self

@@ -9,10 +9,11 @@ ROOT) records per item: status, bytes, sha256, source, error, attempts.
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import pyarrow as pa
 
@@ -91,8 +92,32 @@ def write_verified(destination: str, chunks: Iterable[bytes], modality: str, ver
     return {"bytes": size, "sha256": digest.hexdigest()}
 
 
+def partial_folder(destination: str) -> str:
+    """A new temporary folder beside `destination` (`.emm1-partial-*`, removed by `remove_partials` after a kill),
+    for fetchers that produce a file with an external tool (yt-dlp and FFmpeg) before `commit_file`."""
+    folder, name = os.path.split(destination)
+    path = os.path.join(folder, f"{PARTIAL_PREFIX}{uuid.uuid4().hex[:12]}-{name}.d")
+    os.mkdir(path)
+    return path
+
+
+def commit_file(produced: str, destination: str, modality: str, verify: bool = True) -> Dict[str, object]:
+    """Decode-check `produced` (a finished file on the destination's file system, e.g. in a `partial_folder`),
+    then move it to `destination`. Returns `{"bytes", "sha256"}`; on an error nothing reaches `destination`."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(produced, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    if verify:
+        decode_check(produced, modality)
+    os.replace(produced, destination)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
 def remove_partials(folders: Iterable[str]) -> int:
-    """Delete temporary files a killed run left in `folders`; returns how many."""
+    """Delete temporary files and folders a killed run left in `folders`; returns how many."""
     removed = 0
     for folder in folders:
         try:
@@ -101,8 +126,12 @@ def remove_partials(folders: Iterable[str]) -> int:
             continue
         for name in names:
             if name.startswith(PARTIAL_PREFIX):
+                path = os.path.join(folder, name)
                 try:
-                    os.remove(os.path.join(folder, name))
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.remove(path)
                     removed += 1
                 except OSError:
                     pass
@@ -166,3 +195,60 @@ class Manifest:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def tar_index_path(root: str) -> str:
+    """`ROOT.download-tar-index.jsonl`, beside the manifest: which members each tar archive holds."""
+    return os.path.abspath(root).rstrip(os.sep) + ".download-tar-index.jsonl"
+
+
+class TarIndex:
+    """The member base names seen in each tar archive (by URL), and whether it was read to its end.
+
+    JSON lines, one per read: `{"archive": url, "complete": bool, "members": [names]}`. A rerun skips an archive
+    read to the end that holds none of the names it still needs, and reads first the archives known to hold
+    some. Delete the file to make every archive be scanned again (after an archive changed upstream).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self.complete: Dict[str, frozenset] = {}
+        self.partial: Dict[str, set] = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        self._add(str(entry["archive"]), bool(entry["complete"]), entry["members"])
+                    except (ValueError, KeyError, TypeError):  # a line cut by a kill
+                        continue
+
+    def _add(self, archive: str, complete: bool, members: Iterable[str]) -> None:
+        if complete:
+            self.complete[archive] = frozenset(members)
+            self.partial.pop(archive, None)
+        elif archive not in self.complete:
+            self.partial.setdefault(archive, set()).update(members)
+
+    def known(self, archive: str) -> Optional[frozenset]:
+        """The members of `archive` when it was read to its end before, else None."""
+        return self.complete.get(archive)
+
+    def holds(self, archive: str, names: Iterable[str]) -> bool:
+        """True when `archive` is known (from a complete or partial read) to hold one of `names`."""
+        seen = self.complete.get(archive) or self.partial.get(archive) or ()
+        return any(n in seen for n in names)
+
+    def record(self, archive: str, complete: bool, members: Iterable[str]) -> None:
+        members = sorted(members)
+        line = json.dumps({"archive": archive, "complete": complete, "members": members}, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._add(archive, complete, members)
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            # one write() of the whole line: appends of other processes (a distributed run) do not interleave
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)

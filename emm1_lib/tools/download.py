@@ -58,19 +58,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sources-file", action="append", default=[], metavar="FILE",
                         help="a JSON file of sources adding to / replacing the shipped ones (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--stand-in", metavar="MEDIA",
+                        help="a trial on `emm1 sample` output: serve stand-ins of the EShot sources (YouTube, OpenShape) "
+                             "made from the sample's media folder MEDIA on 127.0.0.1, and fetch from them")
     return parser
 
 
 def cli(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.stand_in:
+        from emm1_lib.testing.standin_sources import StandinSources
+
+        try:
+            stand_in = StandinSources(args.data_dir, args.stand_in)
+        except (OSError, EMM1DataError) as err:
+            print(f"emm1 download: error: --stand-in: {err}", file=sys.stderr)
+            return 2
+        with stand_in:
+            print(f"stand-ins of the EShot sources, made from {args.stand_in}: {stand_in.url}")
+            return _run(args, {**stand_in.mirrors, **dict(args.mirror)})
+    return _run(args, dict(args.mirror))
+
+
+def _run(args: argparse.Namespace, mirrors) -> int:
     from emm1_lib.acquire.plan import build_plan
     from emm1_lib.acquire.run import DownloadOptions, InsufficientSpaceError, download, format_reports, survey
     from emm1_lib.acquire.sources import load_sources
     from emm1_lib.acquire.store import manifest_path
 
-    args = build_parser().parse_args(argv)
     root = os.path.abspath(args.root_data_path)
     try:
-        sources = load_sources(args.sources_file, dict(args.mirror))
+        sources = load_sources(args.sources_file, mirrors)
         plan = build_plan(args.data_dir, args.configs, args.modalities, args.sources, args.limit)
     except (EMM1DataError, ValueError) as err:
         print(f"emm1 download: error: {err}", file=sys.stderr)
