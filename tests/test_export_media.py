@@ -286,3 +286,15 @@ def test_webdataset_shards_read_back_by_webdataset(released_tree, tmp_path):
             field = member.split(".", 1)[1]
             with open(os.path.join(released_tree.root, meta[m]["path"]), "rb") as f:
                 assert sample[field] == f.read()
+
+
+def test_switching_format_leaves_no_shards_of_the_old_one(released_tree, tmp_path):
+    """Re-exporting a Parquet export as WebDataset removes the Parquet shards: the card's `{split}-*` glob would
+    otherwise load both."""
+    out = str(tmp_path / "repo")
+    kwargs = dict(configs=["eshot_points"], all_licenses=True, cache_dir=str(tmp_path / "cache"))
+    export_media(out, released_tree.metadata_dir, released_tree.root, **kwargs)
+    assert glob.glob(os.path.join(out, "eshot_points", "*.parquet"))
+    result = export_media(out, released_tree.metadata_dir, released_tree.root, fmt="webdataset", **kwargs)
+    assert sorted(os.listdir(os.path.join(out, "eshot_points"))) == sorted(
+        os.path.basename(f) for f in result.configs[0].files["test"])

@@ -498,9 +498,9 @@ def _export_split(job: _SplitJob, out_dir: str, previous: Optional[dict], max_sh
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
         shards = list(pool.map(work, range(len(ranges))))
     keep = set(names)
-    prefix = f"{job.split}-"
-    for stale in os.listdir(config_dir):  # shards of an older plan of this split
-        if stale.startswith(prefix) and stale.endswith("." + _EXTENSIONS[job.fmt]) and stale not in keep:
+    ours = re.compile(re.escape(job.split) + r"-\d{5}-of-\d{5}\.(parquet|tar)")
+    for stale in os.listdir(config_dir):  # shards of an older plan or format of this split (the card's glob is split-*)
+        if ours.fullmatch(stale) and stale not in keep:
             os.remove(os.path.join(config_dir, stale))
     entry.splits[job.split] = job.table.num_rows
     entry.split_bytes[job.split] = sum(s["arrow_bytes"] for s in shards)
