@@ -298,3 +298,26 @@ def test_switching_format_leaves_no_shards_of_the_old_one(released_tree, tmp_pat
     result = export_media(out, released_tree.metadata_dir, released_tree.root, fmt="webdataset", **kwargs)
     assert sorted(os.listdir(os.path.join(out, "eshot_points"))) == sorted(
         os.path.basename(f) for f in result.configs[0].files["test"])
+
+
+def test_resolve_with_a_root_refuses_stored_paths_that_escape_it(released_tree, tmp_path):
+    """An embedded export's media path comes from whoever wrote the shards: with root=, a `..` path is refused,
+    naming the column and row, before any file under it is opened."""
+    import datasets
+    import pyarrow as pa
+
+    out = str(tmp_path / "repo")
+    export_media(out, released_tree.metadata_dir, released_tree.root, ["eshot_points"], all_licenses=True,
+                 cache_dir=str(tmp_path / "cache"))
+    (path,) = glob.glob(os.path.join(out, "eshot_points", "*.parquet"))
+    table = pq.read_table(path)
+    points = table["points"].combine_chunks()
+    paths = points.field("path").to_pylist()
+    paths[3] = "../../outside.npy"
+    hostile = pa.StructArray.from_arrays([pa.nulls(len(paths), pa.binary()), pa.array(paths, pa.string())],
+                                         ["bytes", "path"])
+    pq.write_table(table.set_column(table.schema.get_field_index("points"), table.schema.field("points"), hostile), path)
+    ds = datasets.load_dataset(out, "eshot_points", split="test")
+    with pytest.raises(Exception) as caught:
+        emm1.resolve(ds, root=released_tree.root)
+    assert "points.path" in str(caught.value) and "outside.npy" in str(caught.value), str(caught.value)
