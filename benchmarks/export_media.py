@@ -94,9 +94,10 @@ def touch(row):
 
 if spec["side"] == "hub":
     import pyarrow.dataset as pds
-    stream = datasets.load_dataset(spec["repo"], spec["config"], split="train", streaming=True,
-                                   fragment_scan_options=pds.ParquetFragmentScanOptions(pre_buffer=False),
-                                   storage_options={"hf": {"block_size": 8 << 20}})
+    options = {} if spec["stock_options"] else dict(
+        fragment_scan_options=pds.ParquetFragmentScanOptions(pre_buffer=False),
+        storage_options={"hf": {"block_size": 8 << 20}})
+    stream = datasets.load_dataset(spec["repo"], spec["config"], split="train", streaming=True, **options)
     data = emm1.resolve(stream)
 else:
     builder = emm1.EMM1(config_name=spec["config"], data_dir=spec["meta"], root_data_path=spec["root"],
@@ -150,6 +151,9 @@ def main(argv: List[str] = None) -> Dict:
     parser.add_argument("--work-dir", help="keep the tree and exports here (default: a temporary folder)")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--skip-streaming", action="store_true")
+    parser.add_argument("--stock-options", action="store_true",
+                        help="stream with load_dataset's defaults (pyarrow pre-buffering on) instead of pre_buffer=False "
+                             "and 8 MiB blocks")
     parser.add_argument("--skip-export", action="store_true",
                         help="reuse the tree and export of an earlier run in --work-dir; measure streaming only")
     args = parser.parse_args(argv)
@@ -206,7 +210,8 @@ def streaming_report(args, base: Dict, work: pathlib.Path) -> Dict:
             sides = ["hub", "local"] if r % 2 == 0 else ["local", "hub"]
             for side in sides:
                 cpu = time.process_time()  # this process runs the stand-in's server threads
-                result = run(LOADER, {**base, "side": side, "repo": HUB_REPO}, env)
+                result = run(LOADER, {**base, "side": side, "repo": HUB_REPO,
+                                    "stock_options": args.stock_options}, env)
                 result["server_cpu_s"] = time.process_time() - cpu
                 stream_rounds[side].append(result)
         read = sum(hub.bytes_read(HUB_REPO).values())
