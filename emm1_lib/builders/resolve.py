@@ -4,6 +4,11 @@ The export (`emm1 export`) stores each media path relative to the data root, so 
 loads it without this project. `resolve(ds, root)` joins the root back with the same path rule as
 the builders (`schema.paths`) and adds the decoding media columns with the same features and the
 same checks, the outside-root check included, on `Dataset`, `IterableDataset` and their dicts.
+
+An export with the media inside (`emm1 export --embed-media`) already has `image`/`audio`/`video`/`points`
+columns of `{bytes, path}` (stock `Image`/`Audio`/`Video`, a plain struct for points): `resolve(ds)` casts
+them to the project's decoding features, no root needed; with `root`, the items published without bytes
+(licence, missing file) are read from `root/path`.
 """
 import os
 from typing import Any
@@ -134,9 +139,82 @@ def _resolve_batch(batch: Dict[str, list], indices: List[int], root: str, featur
     return {name: columns[name] for name in features}
 
 
+def _embedded_media(features: datasets.Features) -> List[str]:
+    """Media columns of an export with embedded media: `{bytes, path}` storage, not yet the project's features."""
+    out = []
+    for m in MODALITIES:
+        feature = features.get(m)
+        if feature is None:
+            continue
+        if type(feature).__name__.startswith("EMM1"):
+            raise ValueError(f"Column {m!r} is already {type(feature).__name__}: this dataset is already resolved.")
+        stock = isinstance(feature, (datasets.Image, datasets.Audio)) or type(feature).__name__ == "Video"
+        plain = isinstance(feature, dict) and set(feature) == {"bytes", "path"}
+        if not (stock or plain):
+            raise ValueError(f"Column {m!r} is {feature!r}, not media storage {{bytes, path}}: not an E-MM1 export.")
+        out.append(m)
+    return out
+
+
+def _absolute_media_table(table: pa.Table, indices: List[int], root: str, media: Sequence[str]) -> pa.Table:
+    """Arrow batch function for embedded exports with a root: relative paths (columns and media structs) under root."""
+    columns = {}
+    for name in table.column_names:
+        column = table[name].combine_chunks()
+        if name.endswith(PATH_SUFFIX):
+            raise_first(stored_media_paths(column, f"resolve: column {name}", indices))
+            column = join_under_root(root, column)
+        elif name in media:
+            path = pc.if_else(column.is_valid(), column.field("path"), pa.scalar(None, pa.string()))
+            raise_first(stored_media_paths(path, f"resolve: column {name}.path", indices))
+            column = pa.StructArray.from_arrays([column.field("bytes"), join_under_root(root, path)], ["bytes", "path"],
+                                                mask=column.is_null())
+        columns[name] = column
+    return pa.table(columns)
+
+
+def _absolute_media_batch(batch: Dict[str, list], indices: List[int], root: str, media: Sequence[str]) -> Dict[str, list]:
+    """Python batch function of the same, for streaming."""
+    out = dict(batch)
+    for name, values in batch.items():
+        if name.endswith(PATH_SUFFIX):
+            stored = pa.array(values, pa.string())
+            raise_first(stored_media_paths(stored, f"resolve: column {name}", indices))
+            out[name] = join_under_root(root, stored).to_pylist()
+        elif name in media:
+            stored = pa.array([v["path"] if v else None for v in values], pa.string())
+            raise_first(stored_media_paths(stored, f"resolve: column {name}.path", indices))
+            joined = join_under_root(root, stored).to_pylist()
+            out[name] = [None if v is None else {"bytes": v["bytes"], "path": p} for v, p in zip(values, joined)]
+    return out
+
+
+def _resolve_embedded(dataset, media: List[str], root: Optional[str], decode: bool, on_missing_media: str,
+                      media_options: Optional[Dict[str, dict]], modalities: Optional[Sequence[str]],
+                      num_proc: Optional[int], allow_outside_root: bool):
+    unknown = [m for m in (modalities or ()) if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"modalities={list(modalities)}: unknown {unknown}; choose from {list(MODALITIES)}.")
+    wanted = [m for m in media if not modalities or m in modalities]
+    options = media_options or {}
+    features = datasets.Features(dataset.features)
+    for m in wanted:
+        features[m] = media_feature(m, decode=decode, on_missing_media=on_missing_media,
+                                    media_root=None if allow_outside_root or root is None else root, **options.get(m, {}))
+    if root is not None:
+        fn_kwargs = {"root": root, "media": wanted}
+        if isinstance(dataset, datasets.IterableDataset):
+            dataset = dataset.map(_absolute_media_batch, batched=True, with_indices=True, fn_kwargs=fn_kwargs)
+        else:
+            return dataset.with_format("arrow").map(
+                _absolute_media_table, batched=True, with_indices=True, features=features, fn_kwargs=fn_kwargs,
+                num_proc=num_proc, desc="Resolving E-MM1 media paths").with_format(None)
+    return dataset.cast(features)
+
+
 def resolve(
     dataset: AnyDataset,
-    root: str,
+    root: Optional[str] = None,
     *,
     decode: bool = True,
     on_missing_media: str = "error",
@@ -153,6 +231,7 @@ def resolve(
     Args:
         dataset: a split (or dict of splits) loaded from an export, e.g. `load_dataset(DIR, "phase1_nn1")`.
         root: the media root holding `save_folder/{modality folder}/file_name`; a local folder or a URL.
+            Optional for an export with embedded media (then only the items published without bytes need it).
         decode: media columns decode on access (False: `{"bytes", "path"}` dicts).
         on_missing_media: "error" (a missing file raises, naming it) or "null" (decodes to None).
         media_options: per-modality feature options, e.g. `{"points": {"num_points": 2048}}`.
@@ -170,6 +249,10 @@ def resolve(
         return type(dataset)({split: resolve(ds, root, **kwargs) for split, ds in dataset.items()})
     if dataset.features is None:
         raise ValueError("resolve() needs a dataset with known features; load the export with its README.md.")
+    embedded = _embedded_media(dataset.features)
+    if embedded:
+        return _resolve_embedded(dataset, embedded, None if root is None else normalize_root(os.fspath(root)), decode,
+                                 on_missing_media, media_options, modalities, num_proc, allow_outside_root)
     if root is None or not os.fspath(root):
         raise ValueError(
             "resolve() needs root= the media root: the folder (or URL) holding save_folder/{modality folder}/"

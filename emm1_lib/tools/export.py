@@ -468,10 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", required=True, dest="out_dir", help="output folder (empty, or a clone of the Hub repo)")
     parser.add_argument("--data-dir", required=True, help="E-MM1 metadata folder (parent of e-mm1_100m/, e-mm1_1m/); path or URL")
     parser.add_argument("--configs", nargs="+", metavar="CONFIG", help="configs to export (default: all)")
-    parser.add_argument("--max-shard-bytes", type=parse_size, default=DEFAULT_MAX_SHARD_BYTES,
-                        help=f"upper bound of a Parquet file (default {human_bytes(DEFAULT_MAX_SHARD_BYTES)})")
-    parser.add_argument("--row-group-rows", type=int, default=DEFAULT_ROW_GROUP_ROWS,
-                        help=f"rows per Parquet row group (default {DEFAULT_ROW_GROUP_ROWS})")
+    parser.add_argument("--max-shard-bytes", type=parse_size, default=None,
+                        help=f"upper bound of a shard file (default {human_bytes(DEFAULT_MAX_SHARD_BYTES)}; "
+                             "500 MB with --embed-media)")
+    parser.add_argument("--row-group-rows", type=int, default=None,
+                        help=f"rows per Parquet row group (default {DEFAULT_ROW_GROUP_ROWS}; with --embed-media the "
+                             "datasets convention for media: 100, 10 when the config has video)")
     parser.add_argument("--min-files", type=int, default=DEFAULT_MIN_FILES,
                         help=f"at least this many files per large split (default {DEFAULT_MIN_FILES})")
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, help="media modalities to keep (default all)")
@@ -485,24 +487,77 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configs: one folder of prepared Parquet shards per config, with a card (default); hub: the "
                              "pre-joined files of the official Hub copy, E-MM1-100M/data/nn_01.parquet ... and "
                              "E-MM1-1M/data/{paired}_to_{annotated}.parquet")
+    media = parser.add_argument_group(
+        "media", "--embed-media: shards hold the media bytes (emm1_lib/tools/export_media.py); which items is chosen "
+                 "by licence with exactly one of --licenses, --redistributable-only, --all-licenses")
+    media.add_argument("--embed-media", action="store_true", help="embed the media files' bytes in the shards")
+    media.add_argument("--root-data-path", help="the local media root (save_folder/{modality folder}/file_name below it)")
+    media.add_argument("--licenses", nargs="+", metavar="LICENSE",
+                       help='embed items under these source licences, e.g. --licenses "CC BY 4.0" MIT')
+    media.add_argument("--redistributable-only", action="store_true",
+                       help="embed items under the documented allow-list (emm1_lib/schema/licenses.py, docs/publishing.md)")
+    media.add_argument("--all-licenses", action="store_true", help="embed every item, whatever its licence")
+    media.add_argument("--format", choices=("parquet", "webdataset"), default="parquet", dest="fmt",
+                       help="parquet (default) or webdataset tar shards")
+    media.add_argument("--on-missing-media", choices=("error", "null"), default="error",
+                       help="a missing media file stops the export (error, default) or is published without bytes (null)")
+    media.add_argument("--num-workers", type=int, default=4, help="shards written at once (default 4)")
     return parser
+
+
+def _cli_media(parser: argparse.ArgumentParser, args: argparse.Namespace, builder_kwargs: Dict[str, Any]) -> int:
+    """`emm1 export --embed-media`."""
+    from emm1_lib.tools.export_media import DEFAULT_MEDIA_SHARD_BYTES
+    from emm1_lib.tools.export_media import export_media
+
+    if not args.root_data_path:
+        parser.error("--embed-media needs --root-data-path, the folder holding the media files.")
+    try:
+        result = export_media(
+            args.out_dir, args.data_dir, args.root_data_path, args.configs, licenses=args.licenses,
+            redistributable_only=args.redistributable_only, all_licenses=args.all_licenses, fmt=args.fmt,
+            max_shard_bytes=args.max_shard_bytes or DEFAULT_MEDIA_SHARD_BYTES, row_group_rows=args.row_group_rows,
+            num_workers=args.num_workers, on_missing_media=args.on_missing_media, cache_dir=args.cache_dir,
+            num_proc=args.num_proc, repo_id=args.repo_id, overwrite=args.overwrite, **builder_kwargs,
+        )
+    except (EMM1DataError, ValueError, TypeError, OSError) as err:
+        print(f"emm1 export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.out_dir} ({len(result.written)} shard files written, {len(result.kept)} unchanged)")
+    for c in result.configs:
+        embedded = sum(v.embedded for v in c.counts.values())
+        items = sum(v.embedded + v.excluded + v.missing for v in c.counts.values())
+        print(f"  {c.name:<16} {sum(c.splits.values()):>12,} rows  {sum(len(v) for v in c.files.values()):>4} files  "
+              f"{embedded:,}/{items:,} media items embedded  {human_bytes(c.file_bytes)}")
+    print(f"  card: {result.card_path}\n  manifest: {result.manifest_path}")
+    return 0
 
 
 def cli(argv: Optional[List[str]] = None) -> int:
     """`emm1 export --to DIR --data-dir PATH [--configs ...]`: returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    media_flags = [flag for flag, on in (("--root-data-path", args.root_data_path), ("--licenses", args.licenses),
+                                         ("--redistributable-only", args.redistributable_only),
+                                         ("--all-licenses", args.all_licenses), ("--format", args.fmt != "parquet"),
+                                         ("--on-missing-media", args.on_missing_media != "error")) if on]
+    if media_flags and not args.embed_media:
+        parser.error(f"{', '.join(media_flags)}: only with --embed-media.")
     if args.layout == "hub":
+        if args.embed_media:
+            parser.error("--embed-media writes prepared configs; it does not combine with --layout hub.")
         return _cli_hub(parser, args)
     builder_kwargs: Dict[str, Any] = {}
     if args.modalities:
         builder_kwargs["modalities"] = args.modalities
     if args.media_folder:
         builder_kwargs["media_folders"] = dict(args.media_folder)
+    if args.embed_media:
+        return _cli_media(parser, args, builder_kwargs)
     try:
         result = export(
-            args.out_dir, args.data_dir, args.configs, max_shard_bytes=args.max_shard_bytes,
-            row_group_rows=args.row_group_rows, min_files=args.min_files, cache_dir=args.cache_dir,
+            args.out_dir, args.data_dir, args.configs, max_shard_bytes=args.max_shard_bytes or DEFAULT_MAX_SHARD_BYTES,
+            row_group_rows=args.row_group_rows or DEFAULT_ROW_GROUP_ROWS, min_files=args.min_files, cache_dir=args.cache_dir,
             num_proc=args.num_proc, repo_id=args.repo_id, overwrite=args.overwrite, **builder_kwargs,
         )
     except (EMM1DataError, ValueError, TypeError, OSError) as err:
@@ -528,7 +583,8 @@ def _cli_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"{', '.join(unused)}: not used by --layout hub (one file per neighbour rank or modality pair, "
                      "every modality, paths as save_folder + file_name).")
     try:
-        result = export_hub(args.out_dir, args.data_dir, args.configs, row_group_rows=args.row_group_rows,
+        result = export_hub(args.out_dir, args.data_dir, args.configs,
+                            row_group_rows=args.row_group_rows or DEFAULT_ROW_GROUP_ROWS,
                             overwrite=args.overwrite)
     except (EMM1DataError, ValueError, OSError) as err:
         print(f"emm1 export: error: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import Dict
 from typing import List
 from typing import Optional
 from typing import Sequence
+from typing import Tuple
 
 import datasets
 from datasets.info import DatasetInfosDict
@@ -117,8 +118,12 @@ def source_citations(card_dir: Optional[str] = None) -> List[Dict[str, str]]:
     return sources
 
 
-def card_data(configs: Sequence[CardConfig], default_config: Optional[str] = None) -> DatasetCardData:
-    """The YAML header: licence, tasks, size, `configs:` (data files) and `dataset_info:` (features)."""
+def card_data(configs: Sequence[CardConfig], default_config: Optional[str] = None,
+              with_features: bool = True) -> DatasetCardData:
+    """The YAML header: licence, tasks, size, `configs:` (data files) and `dataset_info:` (features).
+
+    `with_features=False` leaves `dataset_info` out (WebDataset shards: `datasets` infers their features).
+    """
     if not configs:
         raise ValueError("A dataset card needs at least one exported config.")
     names = [c.name for c in configs]
@@ -141,6 +146,8 @@ def card_data(configs: Sequence[CardConfig], default_config: Optional[str] = Non
         }
         for c in configs
     ]
+    if not with_features:
+        return data
     infos = DatasetInfosDict(
         {
             c.name: datasets.DatasetInfo(
@@ -194,9 +201,14 @@ def render_card(
     row_group_rows: int = 0,
     media_folders: Optional[Dict[str, str]] = None,
     card_dir: Optional[str] = None,
+    with_features: bool = True,
+    extra: str = "",
 ) -> str:
-    """The text of `README.md` for an export of `configs` (validated by parsing it as a `DatasetCard`)."""
-    data = card_data(configs, default_config)
+    """The text of `README.md` for an export of `configs` (validated by parsing it as a `DatasetCard`).
+
+    `with_features`: write `dataset_info` (see `card_data`); `extra`: Markdown appended at the end.
+    """
+    data = card_data(configs, default_config, with_features)
     default = next(c["config_name"] for c in data["configs"] if c.get("default"))
     annotation = next((c.features["annotation"] for c in configs if "annotation" in c.features), None)
     labels = (
@@ -224,5 +236,44 @@ def render_card(
         emm1_citation=citation.strip(),
         source_citations="\n\n".join(s["bibtex"] for s in sources),
     )
+    if extra:
+        text = text.rstrip("\n") + "\n\n" + extra.strip("\n") + "\n"
     DatasetCard(text)  # raises if the YAML header does not parse
     return text
+
+
+def embedded_media_section(policy: str, counts: Dict[Tuple[str, str], Dict[str, int]], fmt: str = "parquet") -> str:
+    """The card's "Embedded media" section: the licence policy and, per modality and licence, the items
+    embedded and not embedded (left out by the policy, or missing when exported).
+
+    `counts`: `{(modality, licence): {"embedded", "excluded", "missing", "embedded_bytes"}}`.
+    """
+    lines = [
+        "## Embedded media",
+        "",
+        f"The media columns hold the files' bytes for the items whose source licence the export allowed: {policy}. "
+        "Every other item keeps its path relative to the media root (`save_folder/{modality folder}/file_name`, "
+        "as in the `*_file_path` columns) and null bytes; its licence and source stay in the provenance columns "
+        "(`{modality}_dataset_license`, `{modality}_source_dataset`). Get those items from their sources "
+        "(`emm1 download`) and pass your media root to `emm1.resolve(ds, root=...)`.",
+        "",
+    ]
+    if fmt == "parquet":
+        lines += [
+            "Features: `image` is `datasets.Image`, `audio` `datasets.Audio`, `video` `datasets.Video`, and "
+            "`points` a `{bytes, path}` struct holding the point-cloud file; `emm1.resolve(ds)` (`pip install` this "
+            "project, no torch needed) decodes all four.",
+            "",
+        ]
+    else:
+        lines += ["WebDataset shards: per row `{key}.json` (every column, relative paths, licences) and "
+                  "`{key}.{modality}.{ext}` for each embedded item.", ""]
+    lines += ["| modality | licence | embedded | not embedded (licence) | not embedded (file missing) | bytes embedded |",
+              "|---|---|---:|---:|---:|---:|"]
+    for (modality, licence), c in sorted(counts.items()):
+        cell = licence.replace("|", "\\|")
+        lines.append(f"| {modality} | {cell} | {c['embedded']:,} | {c['excluded']:,} | {c['missing']:,} | "
+                     f"{human_bytes(c['embedded_bytes'])} |")
+    if not counts:
+        lines.append("| - | - | 0 | 0 | 0 | 0 B |")
+    return "\n".join(lines)
