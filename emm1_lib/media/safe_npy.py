@@ -10,6 +10,7 @@ import math
 import operator
 import os
 import pickle
+import stat
 import zipfile
 from typing import Any
 from typing import BinaryIO
@@ -202,6 +203,12 @@ def _remaining_bytes(f: BinaryIO, limit: Optional[int]) -> Optional[int]:
     """Bytes left in `f` from its position, if knowable (bounded by `limit` for zip members)."""
     if limit is not None:
         return limit - f.tell()
+    try:  # a regular file: its size, without seeking (a seek to the end drops the read buffer)
+        info = os.fstat(f.fileno())
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size - f.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        pass
     try:
         pos = f.tell()
         end = f.seek(0, os.SEEK_END)
