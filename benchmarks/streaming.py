@@ -30,6 +30,7 @@ from typing import List
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAYS = ("rows", "batches", "arrow")
 CONTENDERS = ("emm1", "parquet")
+BATCH_SIZE, ARROW_BATCH_SIZE = 1000, 10_000  # of the Python batches and of the Arrow tables
 
 
 def _stream(contender: str, tree: str, parquet: str):
@@ -58,10 +59,8 @@ def child(way: str, tree: str, parquet: str, rows: int) -> Dict[str, Dict[str, f
         stream = _stream(contender, tree, parquet)
         if way == "rows":
             iterator, size, chunk = iter(stream), (lambda row: 1), 2000
-        elif way == "batches":
-            iterator, size, chunk = stream.iter(batch_size=1000), (lambda batch: len(batch["encord_text_id"])), 4
         else:
-            iterator, size, chunk = stream.with_format("arrow").iter(batch_size=10_000), (lambda table: table.num_rows), 1
+            iterator, size, chunk = stream.iter(batch_size=BATCH_SIZE), (lambda batch: len(batch["encord_text_id"])), 4
         next(iterator)  # emm1 reads the infos tables before its first row: timed apart
         first_s[contender] = time.perf_counter() - opened
         items[contender] = iterator
@@ -87,7 +86,7 @@ def _whole_split_as_arrow(tree: str, parquet: str) -> Dict[str, Dict[str, float]
     out = {}
     for contender in CONTENDERS:
         opened = time.perf_counter()
-        batches = _stream(contender, tree, parquet).with_format("arrow").iter(batch_size=10_000)
+        batches = _stream(contender, tree, parquet).with_format("arrow").iter(batch_size=ARROW_BATCH_SIZE)
         first = next(batches).num_rows
         first_s = time.perf_counter() - opened
         count = first + sum(table.num_rows for table in batches)
