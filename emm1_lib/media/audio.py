@@ -37,7 +37,6 @@ def _read_pyav(file, stream_index: int = 0, name: str = "<audio>") -> Tuple[np.n
         if len(streams) <= stream_index:
             raise ValueError(f"no audio stream #{stream_index} (found {len(streams)} audio streams)")
         stream = streams[stream_index]
-        stream.thread_type = "AUTO"
         # Convert every frame to planar float32 at the native rate/layout: to_ndarray() then
         # always gives (channels, samples), whatever the codec's sample format (packed/int).
         resampler = av.AudioResampler(format="fltp")

@@ -61,17 +61,18 @@ def missing_media_error(path: str) -> MissingMediaError:
 _real_folder = functools.lru_cache(maxsize=4096)(os.path.realpath)
 
 
-def check_under_root(path: str, media_root: Optional[str]) -> None:
+def check_under_root(path: str, media_root: Optional[str], lstat_result: Optional[os.stat_result] = None) -> None:
     """Raise `MediaOutsideRootError` when local `path` resolves (symlinks followed) outside `media_root`.
 
     No check when `media_root` is None or either is remote (a URL cannot hold a symlink of ours).
+    `lstat_result`: `os.lstat` of the path, when the caller has it (saves a system call).
     """
     if not media_root or is_remote(path) or is_remote(media_root):
         return
     local = path[len("file://"):] if path.startswith("file://") else path
     if not os.path.isabs(local):
         local = os.path.abspath(local)
-    if stat.S_ISLNK(os.lstat(local).st_mode):
+    if stat.S_ISLNK((lstat_result or os.lstat(local)).st_mode):
         real = os.path.realpath(local)
     else:
         folder, name = os.path.split(local)
@@ -145,11 +146,15 @@ def resolve_media(
         raise ValueError(f"A media value needs 'path' or 'bytes', both are None in {value}")
     if not is_remote(path):
         local = path[len("file://"):] if path.startswith("file://") else path
-        if not os.path.isfile(local):
+        try:  # one lstat answers "exists", "regular file" and "a link" (what check_under_root asks) at once
+            found = os.lstat(local)
+        except (OSError, ValueError):  # ValueError: a NUL in the path
+            found = None
+        if found is None or not (stat.S_ISREG(found.st_mode) or (stat.S_ISLNK(found.st_mode) and os.path.isfile(local))):
             if on_missing_media == "null":
                 return None
             raise missing_media_error(path)
-        check_under_root(path, media_root)
+        check_under_root(path, media_root, found)
         return MediaSource(local, path, path)
     from datasets import DownloadConfig
     from datasets.utils.file_utils import xopen

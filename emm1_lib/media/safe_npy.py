@@ -10,6 +10,7 @@ import math
 import operator
 import os
 import pickle
+import stat
 import zipfile
 from typing import Any
 from typing import BinaryIO
@@ -202,6 +203,12 @@ def _remaining_bytes(f: BinaryIO, limit: Optional[int]) -> Optional[int]:
     """Bytes left in `f` from its position, if knowable (bounded by `limit` for zip members)."""
     if limit is not None:
         return limit - f.tell()
+    try:  # a regular file: its size, without seeking (a seek to the end drops the read buffer)
+        info = os.fstat(f.fileno())
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size - f.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        pass
     try:
         pos = f.tell()
         end = f.seek(0, os.SEEK_END)
@@ -209,6 +216,55 @@ def _remaining_bytes(f: BinaryIO, limit: Optional[int]) -> Optional[int]:
         return end - pos
     except (OSError, AttributeError, io.UnsupportedOperation):
         return None
+
+
+# Parsed `.npy` headers by their exact bytes. numpy parses a header with `ast.literal_eval` (about 20 us,
+# a third of reading a 10,000-point OpenShape file), and every OpenShape file carries the same header, as
+# do plain arrays of one shape. Parsing is a pure function of these bytes, so a header seen before gives
+# the same (shape, fortran_order, dtype), checks included; bounded so hostile inputs cannot grow it.
+_HEADER_CACHE: Dict[Tuple[Tuple[int, int], bytes], Tuple[Tuple[int, ...], bool, np.dtype]] = {}
+_HEADER_CACHE_SIZE = 256
+_MAX_HEADER_CHARS = 10000  # numpy's default max_header_size; utf-8 needs at most 4 bytes a character
+
+
+def _read_array_header_any_version(f: BinaryIO, version: Tuple[int, int]) -> Tuple[Tuple[int, ...], bool, np.dtype]:
+    """numpy's header reader for any version: private, in `numpy.lib.format` before numpy 2.x moved it."""
+    try:
+        from numpy.lib._format_impl import _read_array_header
+    except ImportError:  # numpy 1.x
+        from numpy.lib.format import _read_array_header
+    return _read_array_header(f, version)
+
+
+def read_npy_header(f: BinaryIO) -> Tuple[Tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the `.npy` stream at `f`, which is left at the array data.
+
+    The same checks as numpy's `read_array_header_*` (it parses every header not seen before); raises
+    `ValueError` for a bad magic string, a truncated or malformed header.
+    """
+    from numpy.lib import format as npformat
+
+    version = npformat.read_magic(f)
+    length_size = 2 if version == (1, 0) else 4  # versions 2.0 and 3.0 use a 4-byte header length
+    length_bytes = f.read(length_size)
+    length = int.from_bytes(length_bytes, "little")
+    if length > 4 * _MAX_HEADER_CHARS:  # numpy refuses it after reading it; refuse before (up to 4 GiB)
+        raise ValueError(f"the header declares {length} bytes, over numpy's limit of {_MAX_HEADER_CHARS} characters")
+    header = f.read(length) if len(length_bytes) == length_size else b""
+    key = (version, length_bytes + header)
+    parsed = _HEADER_CACHE.get(key)
+    if parsed is None:
+        raw = io.BytesIO(key[1])  # numpy reads the length again and checks it against what is there
+        if version == (1, 0):
+            parsed = npformat.read_array_header_1_0(raw)
+        elif version == (2, 0):
+            parsed = npformat.read_array_header_2_0(raw)
+        else:  # 3.0 (utf-8 field names) has no public reader
+            parsed = _read_array_header_any_version(raw, version)
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[key] = parsed
+    return parsed
 
 
 def load_npy(f: BinaryIO, name: str = "<npy>", size: Optional[int] = None, plain_arrays: bool = True) -> Any:
@@ -226,17 +282,9 @@ def load_npy(f: BinaryIO, name: str = "<npy>", size: Optional[int] = None, plain
         plain_arrays: False leaves the arrays of a pickle as `_StateCheckedArray`s (ndarray subclasses),
             for a caller that converts what it keeps anyway (saves a walk through the object).
     """
-    from numpy.lib import format as npformat
-
     start = f.tell() if size is not None else 0
     try:
-        version = npformat.read_magic(f)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npformat.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npformat.read_array_header_2_0(f)
-        else:  # 3.0 (utf-8 field names) has no public reader
-            shape, fortran_order, dtype = npformat._read_array_header(f, version)
+        shape, fortran_order, dtype = read_npy_header(f)
     except ValueError as err:
         raise MediaDecodeError(f"{name} is not a valid .npy file ({err}); it may be truncated or corrupt.") from err
     remaining = _remaining_bytes(f, None if size is None else size + start)

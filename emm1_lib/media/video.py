@@ -58,7 +58,8 @@ class VideoReader:
             if len(streams) <= self.stream_index:
                 raise ValueError(f"no video stream #{self.stream_index} (found {len(streams)} video streams)")
             stream = streams[self.stream_index]
-            stream.thread_type = "AUTO"
+            # PyAV's default threading, as a plain loop gets: frame threading ("AUTO") starts decoder threads for
+            # every file, which for clips costs more than it gains (0.6x the throughput measured on 24-frame clips)
             self._stream = stream
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps: float = float(rate) if rate else 0.0

@@ -1,0 +1,98 @@
+"""Every way users read rows decodes the same values: `ds[i]`, `for row in ds`, `ds.iter(batch_size)`, `ds[a:b]`
+and a torch `DataLoader` with worker processes, on real files of every modality.
+
+Also runs benchmarks/decode.py's passes (both sides of every route) on two files per medium, so the benchmark
+keeps working; nothing is timed.
+"""
+import os
+import sys
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pytest
+from datasets.table import table_cast
+
+from emm1_lib.media.features import media_feature
+from emm1_lib.testing import sample_media
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import decode as decode_benchmark  # noqa: E402
+
+FILES = {"image": [".jpg", ".png"], "audio": [".wav", ".mp4"], "video": [".mp4"], "points": [".npy", ".npz"]}
+
+
+def _dataset(tmp_path, modality):
+    folder = tmp_path / "media" / modality
+    folder.mkdir(parents=True)
+    paths = []
+    for i, suffix in enumerate(FILES[modality] * 2):
+        path = folder / f"{i}{suffix}"
+        sample_media.write_media(path, seed=i, kind=modality)
+        paths.append(str(path))
+    paths.append(None)  # a row without media
+    features = datasets.Features({"id": datasets.Value("int64"), modality: media_feature(modality, media_root=str(tmp_path))})
+    table = pa.table({"id": pa.array(range(len(paths)), pa.int64()), modality: pa.array(paths, pa.string())})
+    return datasets.Dataset(table_cast(table, features.arrow_schema), info=datasets.DatasetInfo(features=features))
+
+
+def _comparable(modality, value):
+    """A decoded value as plain data: image pixels, audio samples, every video frame, point arrays."""
+    if value is None:
+        return None
+    if modality == "image":
+        return (value.mode, value.size, np.asarray(value).tobytes())
+    if modality == "audio":
+        return (value["sampling_rate"], value["array"].dtype.str, value["array"].tobytes())
+    if modality == "video":
+        with value:
+            return (value.num_frames, value.get_frames(range(value.num_frames)).tobytes())
+    return (value["xyz"].tobytes(), None if value["rgb"] is None else value["rgb"].tobytes())
+
+
+@pytest.mark.parametrize("modality", sorted(FILES))
+def test_every_route_decodes_what_row_access_decodes(tmp_path, modality):
+    ds = _dataset(tmp_path, modality)
+    expected = [_comparable(modality, ds[i][modality]) for i in range(len(ds))]
+    assert expected[-1] is None and all(value is not None for value in expected[:-1])
+    assert [_comparable(modality, row[modality]) for row in ds] == expected
+    assert [_comparable(modality, value) for batch in ds.iter(batch_size=3) for value in batch[modality]] == expected
+    assert [_comparable(modality, value) for value in ds[1:][modality]] == expected[1:]
+    last = len(ds) - 1
+    assert [_comparable(modality, value) for value in ds[[last, 0, 1]][modality]] == [expected[last], expected[0], expected[1]]
+
+
+@pytest.mark.parametrize("modality", sorted(FILES))
+def test_a_dataloader_with_workers_decodes_what_row_access_decodes(tmp_path, modality):
+    torch_data = pytest.importorskip("torch.utils.data")
+    ds = _dataset(tmp_path, modality)
+    expected = [_comparable(modality, ds[i][modality]) for i in range(len(ds))]
+    loader = torch_data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=_Collate(modality))
+    got = [item for batch in loader for item in batch]  # decoded and made comparable in the workers
+    assert got == [(i, value) for i, value in enumerate(expected)]
+
+
+class _Collate:
+    def __init__(self, modality):
+        self.modality = modality
+
+    def __call__(self, rows):
+        return [(row["id"], _comparable(self.modality, row[self.modality])) for row in rows]
+
+
+@pytest.mark.parametrize("case", range(len(decode_benchmark.CASES)))
+def test_the_decode_benchmark_reads_every_file_by_every_route(tmp_path, case):
+    name, modality, suffix = decode_benchmark.CASES[case][:3]
+    paths = decode_benchmark.write_files(tmp_path / modality, modality, suffix, 2)
+    routes = [r for r in decode_benchmark.ROUTES if r != "loader"]
+    try:
+        import torch  # noqa: F401
+
+        routes.append("loader")
+    except ImportError:
+        pass
+    for route in routes:
+        rates = decode_benchmark.run_pair(case, route, paths, str(tmp_path), passes=1, batch_size=2, workers=1)
+        assert set(rates) == {"plain", "dataset"}, (name, route)
+        for side in rates.values():
+            assert side["wall"] > 0 and (side["cpu"] is None) == (route == "loader"), (name, route)

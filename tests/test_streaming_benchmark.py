@@ -1,0 +1,26 @@
+"""benchmarks/streaming.py compares like with like: its Parquet file streams the same rows and columns, with the
+same values, as the emm1 stream it is measured against; and its child measurement runs every way. Nothing is timed."""
+import os
+import sys
+
+from emm1_lib.testing.sample import generate_sample_tree
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import streaming  # noqa: E402
+
+
+def test_the_parquet_file_streams_what_emm1_streams(tmp_path, monkeypatch):
+    monkeypatch.setattr(streaming, "BATCH_SIZE", 10)
+    monkeypatch.setattr(streaming, "ARROW_BATCH_SIZE", 20)
+    tree = generate_sample_tree(str(tmp_path / "tree"), num_captions=300, num_media=40, media=False)
+    parquet = str(tmp_path / "nn1.parquet")
+    rows = streaming.write_parquet(tree.metadata_dir, parquet)
+    ours = list(streaming._stream("emm1", tree.metadata_dir, parquet))
+    stock = list(streaming._stream("parquet", tree.metadata_dir, parquet))
+    assert len(ours) == len(stock) == rows > 0
+    assert ours == stock  # same columns, in the same order, with the same values (media as {bytes, path})
+    assert list(ours[0]) == list(stock[0]) and isinstance(ours[0]["points"], dict)
+    for way in streaming.WAYS:
+        result = streaming.child(way, tree.metadata_dir, parquet, rows=50)
+        assert set(result) == set(streaming.CONTENDERS)
+        assert all(r["rows"] >= min(50, rows - 1) and r["rows_per_s"] > 0 for r in result.values()), way
