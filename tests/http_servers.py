@@ -40,7 +40,10 @@ class MediaServer:
         self.requests = 0
         self.paths: List[str] = []  # the path of every request, in arrival order
         self.in_flight = 0
-        self.max_in_flight = 0  # the most requests handled at once (a client's concurrency limit shows here)
+        # the most requests waiting out `latency` at once: a client's concurrency limit shows here. Counted only
+        # before the first response byte, when the client must still hold its slot (once the body is out, the
+        # client may start its next request before this server's thread gets to count the last one done)
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd: Optional[ThreadingHTTPServer] = None
@@ -78,7 +81,14 @@ class MediaServer:
                     server.requests += 1
                     server.paths.append(self.path.split("?")[0])
                 if server.latency:
-                    time.sleep(server.latency)
+                    with server._lock:
+                        server.in_flight += 1
+                        server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    try:
+                        time.sleep(server.latency)
+                    finally:
+                        with server._lock:
+                            server.in_flight -= 1
                 route = server.routes.get(self.path.split("?")[0])
                 if route is None or route.behaviour == "404":
                     self._plain(404, b"not found")
@@ -107,14 +117,7 @@ class MediaServer:
                 self.do_GET()
 
             def do_GET(self):
-                with server._lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    self._get()
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
+                self._get()
 
             def _get(self):
                 route = self._route()
