@@ -10,6 +10,7 @@ import math
 import operator
 import os
 import pickle
+import threading
 import zipfile
 from typing import Any
 from typing import BinaryIO
@@ -198,6 +199,12 @@ def restricted_loads(data: bytes, name: str = "<pickle>") -> Any:
     return RestrictedUnpickler(io.BytesIO(data), name, max_bytes=allocation_budget(len(data))).load()
 
 
+# numpy parses a .npy header with `ast.literal_eval`; CPython 3.11's AST builder keeps its recursion depth in
+# interpreter-wide state, so two threads parsing at once can fail with "SystemError: AST constructor recursion
+# depth mismatch" (a download's fetch threads decode-check many .npy files at once). Headers are tiny: serialise.
+_HEADER_LOCK = threading.Lock()
+
+
 def _remaining_bytes(f: BinaryIO, limit: Optional[int]) -> Optional[int]:
     """Bytes left in `f` from its position, if knowable (bounded by `limit` for zip members)."""
     if limit is not None:
@@ -209,6 +216,26 @@ def _remaining_bytes(f: BinaryIO, limit: Optional[int]) -> Optional[int]:
         return end - pos
     except (OSError, AttributeError, io.UnsupportedOperation):
         return None
+
+
+def _read_header(f: BinaryIO, npformat) -> Tuple[Tuple[int, int], Tuple[int, ...], bool, np.dtype]:
+    """The header of the `.npy` stream `f` (read from `f` first, then parsed under `_HEADER_LOCK`, so a slow
+    stream never holds the lock); leaves `f` at the data."""
+    prefix = f.read(npformat.MAGIC_LEN)
+    length_size = 2 if prefix[-2:-1] == b"\x01" else 4
+    length_bytes = f.read(length_size)
+    header_len = int.from_bytes(length_bytes, "little") if len(length_bytes) == length_size else 0
+    # numpy refuses headers over 10000 bytes: a longer one is not read whole (numpy reports the size)
+    header = io.BytesIO(prefix + length_bytes + f.read(min(header_len, 1 << 16)))
+    with _HEADER_LOCK:
+        version = npformat.read_magic(header)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npformat.read_array_header_1_0(header)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npformat.read_array_header_2_0(header)
+        else:  # 3.0 (utf-8 field names) has no public reader
+            shape, fortran_order, dtype = npformat._read_array_header(header, version)
+    return version, shape, fortran_order, dtype
 
 
 def load_npy(f: BinaryIO, name: str = "<npy>", size: Optional[int] = None, plain_arrays: bool = True) -> Any:
@@ -230,13 +257,7 @@ def load_npy(f: BinaryIO, name: str = "<npy>", size: Optional[int] = None, plain
 
     start = f.tell() if size is not None else 0
     try:
-        version = npformat.read_magic(f)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npformat.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npformat.read_array_header_2_0(f)
-        else:  # 3.0 (utf-8 field names) has no public reader
-            shape, fortran_order, dtype = npformat._read_array_header(f, version)
+        version, shape, fortran_order, dtype = _read_header(f, npformat)
     except ValueError as err:
         raise MediaDecodeError(f"{name} is not a valid .npy file ({err}); it may be truncated or corrupt.") from err
     remaining = _remaining_bytes(f, None if size is None else size + start)
