@@ -2,7 +2,8 @@
 
 Serves registered bodies on 127.0.0.1 only. Each route may misbehave on purpose: answer 404, fail with 500
 a number of times before succeeding, stall after the headers (a client's read timeout must fire), cut the
-body short of its Content-Length, or serve an HTML page instead of the file. Every response adds its body
+body short of its Content-Length, serve an HTML page instead of the file, or hold the first request at a gate
+(`reached` is set, the answer waits for `release`: a test kills the client meanwhile). Every response adds its body
 bytes to `bytes_sent` as they are written, so tests can assert how much of an archive a client transferred
 (a client that hangs up stops the count: the next write fails). `latency` delays every request and `rate`
 caps each response's bandwidth (the benchmark's stand-in for a remote server). Pure standard library.
@@ -10,11 +11,11 @@ caps each response's bandwidth (the benchmark's stand-in for a remote server). P
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Optional
 
-BEHAVIOURS = ("ok", "404", "fail_then_ok", "stall", "truncate", "html")
+BEHAVIOURS = ("ok", "404", "fail_then_ok", "stall", "truncate", "html", "gate")
 HTML = b"<!doctype html><html><body><h1>This image is no longer available</h1></body></html>"
 
 
@@ -26,6 +27,8 @@ class Route:
     content_type: str = "application/octet-stream"
     behaviour: str = "ok"
     failures: int = 1
+    reached: threading.Event = field(default_factory=threading.Event)  # "gate": a request arrived
+    release: threading.Event = field(default_factory=threading.Event)  # "gate": answer the held requests
 
 
 class MediaServer:
@@ -80,6 +83,9 @@ class MediaServer:
                 if route is None or route.behaviour == "404":
                     self._plain(404, b"not found")
                     return None
+                if route.behaviour == "gate" and not route.release.is_set():
+                    route.reached.set()
+                    route.release.wait(120)
                 if route.behaviour == "fail_then_ok":
                     with server._lock:
                         failing = route.failures > 0

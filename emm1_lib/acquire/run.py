@@ -10,7 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -272,23 +272,21 @@ def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], 
 
 
 def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceReport,
-             on_done: Optional[Callable[[Dict[str, object]], None]] = None) -> None:
-    """Fetch every item of `task` on `pool`, appending a manifest record per item and counting into `report`."""
+             on_done: Optional[Callable[[Dict[str, object]], None]] = None,
+             sink: Optional[Callable[[Dict[str, object]], None]] = None) -> None:
+    """Fetch every item of `task` on `pool`, appending a manifest record per item and counting into `report`.
+
+    `sink` receives each record instead of the run's manifest (a distributed worker returns them to the client)."""
     source = run.sources[task.source]
     rows = task.items.to_pylist()
     if source.kind in STREAMED_KINDS:
         records = _streamed_records(run, source, rows, pool)
     else:
         records = pool.map(lambda item: run.one(source, item), rows)
+    sink = sink or run.manifest.append
     for record in records:
-        run.manifest.append(record)
-        if record["status"] == "ok":
-            report.fetched += 1
-            report.bytes += int(record["bytes"])
-        else:
-            report.failed += 1
-            if len(report.errors) < 5:
-                report.errors.append(f"{record['destination']}: {record['error']}")
+        sink(record)
+        count_record(report, record)
         if on_done is not None:
             on_done(record)
 
@@ -323,6 +321,59 @@ def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadO
     return reports
 
 
+def prepare(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions
+            ) -> Tuple[Manifest, Plan, Dict[str, SourceReport]]:
+    """What every engine does before fetching: create ROOT, remove partial files a killed run left, count the
+    items already present (adopting decodable files without a record), survey the sources, check free space.
+
+    Returns the open manifest, the plan of the items still to fetch and a report per source."""
+    os.makedirs(root, exist_ok=True)
+    manifest = Manifest(manifest_path(root))
+    remove_partials(destination_folders(plan, root))
+    present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
+                             options.verify)
+    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present)
+    expected = sum(r.expected_bytes or 0 for r in reports.values())
+    free = shutil.disk_usage(root).free
+    if options.check_space and expected > free:
+        manifest.close()
+        raise InsufficientSpaceError(f"{root}: {expected} bytes to fetch from archives but only {free} free; "
+                                     "free space or pass a smaller --limit / fewer --configs.")
+    todo = plan.items.filter(pa.array(~present))
+    return manifest, Plan(todo, {s: 1 for s in plan.source_counts}), reports
+
+
+def destination_folders(plan: Plan, root: str) -> List[str]:
+    """The folders the plan's files go to (where partial files of a killed run may lie)."""
+    return sorted({os.path.dirname(os.path.join(root, d)) for d in pc.unique(plan.items["destination"]).to_pylist()})
+
+
+def record_not_fetchable(task: Task, sources: Dict[str, Source], manifest: Manifest, report: SourceReport) -> bool:
+    """When the task's source has no entry or an unsupported kind, record its items "not_fetchable" with the
+    reason and return True (the engine skips the task); else False."""
+    source = sources.get(task.source)
+    if source is not None and source.supported:
+        return False
+    reason = (f"source {task.source!r} has no entry in the sources file (add one with --sources-file)"
+              if source is None else f"source {task.source!r}: kind {source.kind} is not supported yet")
+    for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
+        manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
+    if reason not in report.errors:
+        report.errors.append(reason)
+    return True
+
+
+def count_record(report: SourceReport, record: Dict[str, object]) -> None:
+    """Add one item's outcome to its source's report."""
+    if record["status"] == "ok":
+        report.fetched += 1
+        report.bytes += int(record["bytes"])
+    else:
+        report.failed += 1
+        if len(report.errors) < 5:
+            report.errors.append(f"{record['destination']}: {record['error']}")
+
+
 def download(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions = DownloadOptions()
              ) -> Dict[str, SourceReport]:
     """Fetch every planned item not yet present into `root`; returns a report per source.
@@ -331,35 +382,15 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     "not_fetchable" with the reason. Raises `InsufficientSpaceError` before fetching anything when the bytes
     known to come (archive members) exceed the free space under `root`.
     """
-    os.makedirs(root, exist_ok=True)
-    manifest = Manifest(manifest_path(root))
-    folders = {os.path.dirname(os.path.join(root, d)) for d in pc.unique(plan.items["destination"]).to_pylist()}
-    remove_partials(folders)
-    present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
-                             options.verify)
-    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present)
-    expected = sum(r.expected_bytes or 0 for r in reports.values())
-    free = shutil.disk_usage(root).free
-    if options.check_space and expected > free:
-        raise InsufficientSpaceError(f"{root}: {expected} bytes to fetch from archives but only {free} free; "
-                                     "free space or pass a smaller --limit / fewer --configs.")
+    manifest, todo_plan, reports = prepare(plan, root, sources, options)
     run = _Run(root, sources, options, manifest)
-    todo = plan.items.filter(pa.array(~present))
-    todo_plan = Plan(todo, {s: 1 for s in plan.source_counts})
     bars: Dict[str, object] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
             streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
             for task in todo_plan.tasks(options.shard_items, whole=streamed):
                 report = reports[task.source]
-                source = sources.get(task.source)
-                if source is None or not source.supported:
-                    reason = (f"source {task.source!r} has no entry in the sources file (add one with --sources-file)"
-                              if source is None else f"source {task.source!r}: kind {source.kind} is not supported yet")
-                    for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
-                        manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
-                    if reason not in report.errors:
-                        report.errors.append(reason)
+                if record_not_fetchable(task, sources, manifest, report):
                     continue
                 on_done: Optional[Callable] = None
                 if options.progress:
