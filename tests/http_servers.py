@@ -172,7 +172,16 @@ class MediaServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop sending
                     self.close_connection = True
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # a client that hangs up (yt-dlp's generic extractor reads only the first bytes of a page, FFmpeg
+                # drops connections when it seeks) is normal here: no traceback on stderr
+                import sys
+
+                if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+                    super().handle_error(request, client_address)
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self

@@ -343,7 +343,8 @@ def test_cli_dry_run_exit_codes_and_unknown_sources(tree, server, tmp_path, caps
     common = ["download", tree.metadata_dir, "--root-data-path", root, "--no-progress", "--timeout", "10", "--per-host", "4"]
     assert emm1_cli.main(common + ["--modalities", "image", "--sources", "Conceptual Captions"]) == 0
     assert "Conceptual Captions" in capsys.readouterr().out
-    assert emm1_cli.main(common + ["--configs", "phase1_nn1", "--modalities", "audio"]) == 1
+    # WavCaps: a source with no entry (the YouTube sources would reach youtube.com)
+    assert emm1_cli.main(common + ["--configs", "phase1_nn1", "--modalities", "audio", "--sources", "WavCaps"]) == 1
     records = list(map(json.loads, open(manifest_path(root))))
     assert {r["status"] for r in records if r["modality"] == "audio"} == {"not_fetchable"}
     assert any("WavCaps" in (r["error"] or "") for r in records)

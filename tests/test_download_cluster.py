@@ -3,8 +3,9 @@ stand-ins serve and leaves the same tree and manifest as the single-machine run;
 SIGKILLed while it holds a task.
 
 Sources: Conceptual Captions (URLs), COCO (an HTTP zip), Flickr30k (a Hub zip behind HF_ENDPOINT), ImageNet (a
-Parquet file of image structs), OpenShape and EShot points (one streamed tar.gz); the others of the sample tree
-(YouTube, WavCaps, ...) are recorded not_fetchable by both engines alike.
+Parquet file of image structs), OpenShape and EShot points (one streamed tar.gz), VGGSound (YouTube sections cut by
+yt-dlp and FFmpeg from MP4s behind the `--mirror` template); WavCaps (no entry) and VidGen-1M (a kind not supported)
+are recorded not_fetchable by both engines alike. The other YouTube sources are left out of the plan (fewer clips).
 """
 import io
 import json
@@ -31,6 +32,7 @@ distributed = pytest.importorskip("distributed")
 
 CONFIGS = ["phase1_all", "phase2_triplets", "eshot_audio", "eshot_points"]
 IMAGE_SOURCES = ("Conceptual Captions", "COCO", "Flickr30k", "ImageNet")
+SOURCES = IMAGE_SOURCES + ("OpenShape", "EShot points", "VGGSound", "WavCaps", "VidGen-1M")
 # roomy timeouts: a loaded machine may pause a server or a worker for seconds
 OPTIONS = dict(workers=2, timeout=30.0, retries=2, backoff=0.01, progress=False, shard_items=2)
 
@@ -91,10 +93,26 @@ def _serve_every_kind(tree, server, prefix: str):
             members.append((f"shapes/{row['file_id']}.npy",
                             pathlib.Path(tree.root, row["save_folder"], "points", row["file_name"]).read_bytes()))
     tar = server.add(f"/{prefix}/points.tar.gz", Route(_tar_gz(members)))
+    clip = None
+    for split_dir in (tree.phase1_dir, tree.phase2_dir):  # VGGSound: the first 0.2 s of the tree's MP4 audio clip
+        path = os.path.join(split_dir, "infos", "audio.csv")
+        table = pacsv.read_csv(path)
+        rows = table.to_pylist()
+        for row in rows:
+            if clip is None and row["file_name"].endswith(".mp4"):
+                clip = pathlib.Path(tree.root, row["save_folder"], "audio", row["file_name"]).read_bytes()
+            if row["source_dataset"] == "VGGSound":
+                row["start_time"], row["end_time"] = 0.0, 0.2
+        schema = table.schema
+        for column in ("start_time", "end_time"):
+            schema = schema.set(schema.get_field_index(column), pa.field(column, pa.float64()))
+        pacsv.write_csv(pa.Table.from_pylist(rows, schema=schema), path)
+    for row in build_plan(tree.metadata_dir, CONFIGS, sources=["VGGSound"]).items.to_pylist():
+        server.add(f"/{prefix}/yt/{row['youtube_id']}.mp4", Route(clip, "video/mp4"))
     server.add("/datasets/nlphuji/flickr30k/resolve/main/flickr30k-images.zip", Route(flickr.getvalue()))
     return {"COCO": server.add(f"/{prefix}/train2017.zip", Route(coco.getvalue())),
             "ImageNet": server.add(f"/{prefix}/train.parquet", Route(parquet.getvalue())),
-            "OpenShape": tar, "EShot points": tar}
+            "OpenShape": tar, "EShot points": tar, "VGGSound": server.url(f"/{prefix}/yt/{{youtube_id}}.mp4")}
 
 
 def _manifest_rows(root) -> set:
@@ -116,9 +134,11 @@ def _assert_same_as_single_machine(plan, sources, expected, root, reports):
     assert _files_under(root) == expected_files
     assert _manifest_rows(root) == expected_rows
     kinds = {sources[json.loads(r)["source"]].kind for r in expected_rows if json.loads(r)["status"] == "ok"}
-    assert kinds == {"url", "http_zip", "hub_zip", "http_parquet", "http_tar"}
+    assert kinds == {"url", "http_zip", "hub_zip", "http_parquet", "http_tar", "youtube"}
     fetched = {s: r.fetched for s, r in reports.items() if r.fetched}
-    assert set(fetched) == set(IMAGE_SOURCES) | {"OpenShape", "EShot points"}
+    assert set(fetched) == set(SOURCES) - {"WavCaps", "VidGen-1M"}
+    assert {json.loads(r)["source"] for r in expected_rows if json.loads(r)["status"] == "not_fetchable"} == \
+        {"WavCaps", "VidGen-1M"}
     assert sum(r.failed for r in reports.values()) == 0
     assert not [p for p in pathlib.Path(root).rglob("*") if p.name.startswith(PARTIAL_PREFIX)]
 
@@ -129,14 +149,14 @@ def test_two_workers_equal_a_single_machine_run(tree, server, cluster, tmp_path,
     mirrors = _serve_every_kind(tree, server, "equal")
     sources = load_sources(mirrors=mirrors)
     assert sources["Flickr30k"].kind == "hub_zip"
-    plan = build_plan(tree.metadata_dir, CONFIGS)
+    plan = build_plan(tree.metadata_dir, CONFIGS, sources=SOURCES)
     expected = _single_machine(plan, sources, tmp_path / "single")
     root = tmp_path / "cluster"
-    command = ["download", tree.metadata_dir, "--root-data-path", str(root), "--configs", *CONFIGS,
+    command = ["download", tree.metadata_dir, "--root-data-path", str(root), "--configs", *CONFIGS, "--sources", *SOURCES,
                "--engine", "dask", "--scheduler", cluster.scheduler.address, "--workers", "2", "--shard-items", "2",
                "--timeout", "30", "--retries", "2"]
     command += [arg for name, url in mirrors.items() for arg in ("--mirror", f"{name}={url}")]
-    assert emm1_cli.main(command) == 1  # YouTube, WavCaps, ...: not fetchable, as on one machine
+    assert emm1_cli.main(command) == 1  # WavCaps, VidGen-1M: not fetchable, as on one machine
     out = capsys.readouterr()
     reports = _reports_from_manifest(root)
     _assert_same_as_single_machine(plan, sources, expected, root, reports)
@@ -165,7 +185,7 @@ def _reports_from_manifest(root):
 def test_a_worker_killed_mid_task_loses_nothing(tree, server, cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", server.url("").rstrip("/"))
     sources = load_sources(mirrors=_serve_every_kind(tree, server, "kill"))
-    plan = build_plan(tree.metadata_dir, CONFIGS)
+    plan = build_plan(tree.metadata_dir, CONFIGS, sources=SOURCES)
     expected = _single_machine(plan, sources, tmp_path / "single")
     urls = [u for u in plan.items["file_id"].to_pylist() if u and u.startswith("http")]
     gate = server.routes[urls[1][len(server.url("")):]]  # the second URL: the first of its shard is fetched by then

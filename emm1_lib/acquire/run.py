@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks, scan_parquet, stream_tar
 from emm1_lib.acquire.plan import Plan, Task
 from emm1_lib.acquire.sources import STREAMED_KINDS, Source
-from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, decode_check, \
-    manifest_path, remove_partials, write_verified
+from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, commit_file, decode_check, \
+    manifest_path, partial_folder, remove_partials, write_verified
 
 
 @dataclass
@@ -73,6 +73,24 @@ class SourceReport:
 
 class InsufficientSpaceError(OSError):
     """The files known to come do not fit in the free space under ROOT."""
+
+
+def unavailable_reason(source: Optional[Source], name: str) -> Optional[str]:
+    """Why the items of source `name` cannot be fetched here (no entry, a kind not supported, a missing optional
+    package), or None."""
+    if source is None:
+        return f"source {name!r} has no entry in the sources file (add one with --sources-file)"
+    if not source.supported:
+        return f"source {name!r}: kind {source.kind} is not supported yet"
+    if source.kind == "youtube":
+        try:
+            from emm1_lib.acquire.youtube import ffmpeg_exe, require_yt_dlp
+
+            require_yt_dlp()
+            ffmpeg_exe()
+        except ImportError as err:
+            return f"source {name!r}: {err}"
+    return None
 
 
 def present_mask(items: pa.Table, root: str, manifest: Manifest) -> np.ndarray:
@@ -187,6 +205,21 @@ class _Run:
         with self.hosts(archive.url):
             return archive.read(member)
 
+    def fetch_clip(self, source: Source, item: Dict[str, object], destination: str) -> Dict[str, object]:
+        """A YouTube section, made by yt-dlp and FFmpeg in a temporary folder beside `destination`, then
+        decode-checked and moved into place; returns `{"bytes", "sha256"}`."""
+        from emm1_lib.acquire.youtube import clip_url, fetch_clip
+
+        url = clip_url(str(source.location or ""), str(item["youtube_id"] or ""))
+        workdir = partial_folder(destination)
+        try:
+            with self.hosts(url):
+                produced = fetch_clip(url, item["start_time"], item["end_time"], str(item["modality"]), workdir,
+                                      os.path.splitext(destination)[1] or ".mp4", self.options.timeout)
+            return commit_file(produced, destination, str(item["modality"]), self.options.verify)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
     def one(self, source: Source, item: Dict[str, object]) -> Dict[str, object]:
         """Fetch, verify and place one item, with retries; returns its manifest record."""
         record = {"destination": item["destination"], "source": source.name, "modality": item["modality"],
@@ -196,8 +229,11 @@ class _Run:
             attempt += 1
             try:
                 destination = checked_destination(self.root, str(item["destination"]))
-                body = self.fetch(source, item)
-                written = write_verified(destination, item_chunks(body), str(item["modality"]), self.options.verify)
+                if source.kind == "youtube":
+                    written = self.fetch_clip(source, item, destination)
+                else:
+                    body = self.fetch(source, item)
+                    written = write_verified(destination, item_chunks(body), str(item["modality"]), self.options.verify)
                 return {**record, "status": "ok", **written, "attempts": attempt, "error": None}
             except FetchError as err:
                 if err.retry and attempt <= self.options.retries:
@@ -307,8 +343,11 @@ def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadO
         source = sources.get(name)
         mechanism = source.mechanism() if source else "no entry in the sources file: add one with --sources-file"
         report = SourceReport(name, mechanism, needed=int(rows.sum()), present=int((rows & present).sum()))
-        if source is None or not source.supported:
+        reason = unavailable_reason(source, name)
+        if reason is not None:
             report.not_fetchable = report.needed - report.present
+            if source is not None and source.supported:  # a missing optional package: say which
+                report.mechanism = f"{mechanism}: {reason}"
         elif source.kind in ("http_zip", "hub_zip") and archive_sizes and report.to_fetch:
             try:
                 archive = run.archive(source)
@@ -349,13 +388,11 @@ def destination_folders(plan: Plan, root: str) -> List[str]:
 
 
 def record_not_fetchable(task: Task, sources: Dict[str, Source], manifest: Manifest, report: SourceReport) -> bool:
-    """When the task's source has no entry or an unsupported kind, record its items "not_fetchable" with the
-    reason and return True (the engine skips the task); else False."""
-    source = sources.get(task.source)
-    if source is not None and source.supported:
+    """When the task's source cannot be fetched here (`unavailable_reason`), record its items "not_fetchable" with
+    the reason and return True (the engine skips the task); else False."""
+    reason = unavailable_reason(sources.get(task.source), task.source)
+    if reason is None:
         return False
-    reason = (f"source {task.source!r} has no entry in the sources file (add one with --sources-file)"
-              if source is None else f"source {task.source!r}: kind {source.kind} is not supported yet")
     for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
         manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
     if reason not in report.errors:

@@ -14,7 +14,7 @@ from emm1_lib.errors import EMM1DataError
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sources.json")
 KINDS = ("url", "http_zip", "hub_zip", "http_tar", "http_parquet", "hub_parquet", "hub_tar", "youtube")
 # The kinds this version fetches; the others are planned and reported as "not supported yet".
-SUPPORTED_KINDS = ("url", "http_zip", "hub_zip", "http_tar", "http_parquet")
+SUPPORTED_KINDS = ("url", "http_zip", "hub_zip", "http_tar", "http_parquet", "youtube")
 # Archives read front to back: every item of such a source is one task (the archive is streamed once).
 STREAMED_KINDS = ("http_tar", "http_parquet")
 
@@ -63,7 +63,8 @@ class Source:
         if not self.supported:
             return f"{self.kind}: not supported yet"
         where = {"url": "file_id URLs", "http_zip": self.location, "hub_zip": f"hub {self.repo}/{self.file}",
-                 "http_tar": ", ".join(self.locations), "http_parquet": ", ".join(self.locations)}[self.kind]
+                 "http_tar": ", ".join(self.locations), "http_parquet": ", ".join(self.locations),
+                 "youtube": f"yt-dlp sections of {self.location}"}[self.kind]
         return f"{self.kind} ({where})"
 
 

@@ -9,6 +9,7 @@ ROOT) records per item: status, bytes, sha256, source, error, attempts.
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -91,8 +92,32 @@ def write_verified(destination: str, chunks: Iterable[bytes], modality: str, ver
     return {"bytes": size, "sha256": digest.hexdigest()}
 
 
+def partial_folder(destination: str) -> str:
+    """A new temporary folder beside `destination` (`.emm1-partial-*`, removed by `remove_partials` after a kill),
+    for fetchers that produce a file with an external tool (yt-dlp and FFmpeg) before `commit_file`."""
+    folder, name = os.path.split(destination)
+    path = os.path.join(folder, f"{PARTIAL_PREFIX}{uuid.uuid4().hex[:12]}-{name}.d")
+    os.mkdir(path)
+    return path
+
+
+def commit_file(produced: str, destination: str, modality: str, verify: bool = True) -> Dict[str, object]:
+    """Decode-check `produced` (a finished file on the destination's file system, e.g. in a `partial_folder`),
+    then move it to `destination`. Returns `{"bytes", "sha256"}`; on an error nothing reaches `destination`."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(produced, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    if verify:
+        decode_check(produced, modality)
+    os.replace(produced, destination)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
 def remove_partials(folders: Iterable[str]) -> int:
-    """Delete temporary files a killed run left in `folders`; returns how many."""
+    """Delete temporary files and folders a killed run left in `folders`; returns how many."""
     removed = 0
     for folder in folders:
         try:
@@ -101,8 +126,12 @@ def remove_partials(folders: Iterable[str]) -> int:
             continue
         for name in names:
             if name.startswith(PARTIAL_PREFIX):
+                path = os.path.join(folder, name)
                 try:
-                    os.remove(os.path.join(folder, name))
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.remove(path)
                     removed += 1
                 except OSError:
                     pass
