@@ -218,3 +218,19 @@ def test_a_worker_killed_mid_task_loses_nothing(tree, server, cluster, tmp_path,
         raise outcome["error"]
     _assert_same_as_single_machine(plan, sources, expected, root, outcome["reports"])
     cluster.wait_for_workers(2, timeout=120)  # the nanny restarted the killed worker
+
+
+def test_cluster_benchmark_smoke(tmp_path):
+    """benchmarks/download_cluster.py runs end to end on a tiny size (no timing asserted: see docs/downloading.md)."""
+    import sys
+
+    benchmarks = str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        import download_cluster as benchmark
+    finally:
+        sys.path.remove(benchmarks)
+    report = benchmark.main(["--images", "6", "--latency", "0", "--rounds", "1", "--shard-items", "3",
+                             "--json", str(tmp_path / "report.json")])
+    assert report["images"] == 6 and len(report["ratios"]) == 1 and report["ratio"] > 0
+    assert json.loads((tmp_path / "report.json").read_text())["rounds"] == 1
