@@ -134,14 +134,18 @@ def test_baseline_reads_the_media_and_a_user_embedder_plugs_in(tmp_path, monkeyp
     (tmp_path / "my_model.py").write_text(
         "import numpy as np\n"
         "def embed(batch):\n"
-        "    n = len(batch['audio'] if 'audio' in batch else batch['points'])\n"
-        "    return np.ones((n, 8))\n"
+        "    if 'points' in batch:\n"
+        "        assert {len(p['xyz']) for p in batch['points']} == {64}  # --num-points reached the decoder\n"
+        "    else:\n"
+        "        assert {a['sampling_rate'] for a in batch['audio']} == {8000}\n"
+        "    return np.ones((len(batch['audio'] if 'audio' in batch else batch['points']), 8))\n"
         "def wrong(batch):\n"
         "    return np.ones((1, 8))\n")
     monkeypatch.chdir(tmp_path)
     common = ["embed", "--data-dir", released_tree.metadata_dir, "--root-data-path", released_tree.root,
               "--cache-dir", str(tmp_path / "cache")]
-    assert eshot_cli.main(common + ["--embedder", "my_model:embed", "--output-dir", "mine", "--batch-size", "5"]) == 0
+    assert eshot_cli.main(common + ["--embedder", "my_model:embed", "--output-dir", "mine", "--batch-size", "5",
+                                    "--num-points", "64", "--sampling-rate", "8000"]) == 0
     ids = {m: np.load(tmp_path / "mine" / f"{m}.npy").shape for m in ID_COLUMNS}
     assert ids == {"audio": (12, 8), "points": (10, 8)}
     assert eshot_cli.main(common + ["--embedder", "my_model:wrong", "--output-dir", "bad"]) == 2

@@ -342,8 +342,12 @@ def load_embedder(spec: Optional[str]):
 
 
 def embed_config(modality: str, data_dir: str, root_data_path: str, embedder, batch_size: int = 32,
-                 cache_dir: Optional[str] = None, name: str = "embedder") -> Tuple[np.ndarray, np.ndarray]:
+                 cache_dir: Optional[str] = None, name: str = "embedder",
+                 media_options: Optional[Dict[str, Dict[str, object]]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Build config `eshot_{modality}`, decode every example and run `embedder` over batches of `batch_size` rows.
+
+    `media_options`: the builder's per-modality decoding options, e.g. `{"audio": {"sampling_rate": 16000},
+    "points": {"num_points": 2048}}`.
 
     Returns `(ids, embeddings)` sorted by id (the dataset order `eshot evaluate` expects of a `.npy` file). Raises
     `CLIError` when the embedder returns the wrong number of rows, not a 2-D array, or rows of another width than
@@ -352,7 +356,7 @@ def embed_config(modality: str, data_dir: str, root_data_path: str, embedder, ba
     from emm1_lib.builders.eshot import EShot
 
     builder = EShot(config_name=f"eshot_{modality}", data_dir=data_dir, root_data_path=root_data_path,
-                    cache_dir=cache_dir)
+                    cache_dir=cache_dir, media_options=media_options or {})
     builder.download_and_prepare()
     dataset = builder.as_dataset(split="test")
     id_column = ID_COLUMNS[modality]
@@ -380,11 +384,13 @@ def _embed_main(args) -> int:
     try:
         embedder = load_embedder(args.embedder)
         name = args.embedder or "the baseline embedder"
+        media_options = {m: o for m, o in (("audio", {"sampling_rate": args.sampling_rate}),
+                                           ("points", {"num_points": args.num_points})) if None not in o.values()}
         _make_output_dir(args.output_dir)
         written = []
         for modality in ("audio", "points"):
             _, matrix = embed_config(modality, args.data_dir, args.root_data_path, embedder, args.batch_size,
-                                     args.cache_dir, name)
+                                     args.cache_dir, name, media_options)
             path = os.path.join(args.output_dir, f"{modality}.npy")
             np.save(path, matrix)
             written.append((modality, path, matrix.shape))
@@ -435,6 +441,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="your embed(batch) -> np.ndarray (batch: a dict of columns of one config, with the "
                             "decoded 'audio' or 'points' column); default: the baseline")
     embed.add_argument("--batch-size", type=int, default=32, help="examples per embedder call (default 32)")
+    embed.add_argument("--sampling-rate", type=int, help="decode audio at this rate (default: each file's own)")
+    embed.add_argument("--num-points", type=int, help="decode point clouds to this many points (default: as stored)")
     embed.add_argument("--cache-dir", help="the datasets cache for the prepared configs (default: datasets' own)")
     return parser
 
