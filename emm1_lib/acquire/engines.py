@@ -194,11 +194,12 @@ def download_dask(plan: Plan, root: str, sources: Dict[str, Source], options: Do
     out = out or sys.stderr
     manifest, todo_plan, reports = prepare(plan, root, sources, options)
     own_client = isinstance(cluster, DaskOptions)
-    client = Client(cluster.scheduler, timeout=cluster.connect_timeout) if own_client else cluster
     retries = cluster.task_retries if own_client else DaskOptions("").task_retries
     token = uuid.uuid4().hex
     progress: Optional[ClusterProgress] = None
+    client = None
     try:
+        client = Client(cluster.scheduler, timeout=cluster.connect_timeout) if own_client else cluster
         link = dashboard_link(client)
         if link:
             print(f"dask dashboard: {link}", file=out)
@@ -242,6 +243,6 @@ def download_dask(plan: Plan, root: str, sources: Dict[str, Source], options: Do
         if progress is not None:
             progress.close()
         manifest.close()
-        if own_client:
+        if own_client and client is not None:
             client.close()
     return reports

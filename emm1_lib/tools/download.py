@@ -107,8 +107,14 @@ def cli(argv: Optional[List[str]] = None) -> int:
             reports = download_dask(plan, root, sources, options, DaskOptions(args.scheduler))
         else:
             reports = download(plan, root, sources, options)
-    except (InsufficientSpaceError, OSError) as err:  # OSError: the scheduler cannot be reached
+    except InsufficientSpaceError as err:
         print(f"emm1 download: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if args.engine != "dask":
+            raise
+        print(f"emm1 download: error: {err}; is a Dask scheduler (`dask scheduler`) running at {args.scheduler}, "
+              "reachable from here?", file=sys.stderr)
         return 1
     print(format_reports(reports))
     failed = sum(r.failed + r.not_fetchable for r in reports.values())
