@@ -234,3 +234,30 @@ def test_cluster_benchmark_smoke(tmp_path):
                              "--json", str(tmp_path / "report.json")])
     assert report["images"] == 6 and len(report["ratios"]) == 1 and report["ratio"] > 0
     assert json.loads((tmp_path / "report.json").read_text())["rounds"] == 1
+
+
+def test_a_task_that_keeps_failing_is_recorded_not_dropped(tree, tmp_path, monkeypatch):
+    """A task that raises is run again (Dask `retries=3`); when it still fails, each of its items is recorded
+    "failed" with the cluster's error. An in-process cluster, so the fault can be injected with monkeypatch."""
+    from distributed import Client, LocalCluster
+
+    from emm1_lib.acquire import engines
+
+    calls = []
+
+    def broken(task, *args, **kwargs):
+        calls.append(task.source)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(engines, "run_task", broken)
+    plan = build_plan(tree.metadata_dir, ["eshot_points"])
+    sources = load_sources(mirrors={"EShot points": "http://127.0.0.1:9/never-read.tar.gz"})
+    root = tmp_path / "root"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as local:
+        with Client(local) as client:
+            reports = download_dask(plan, str(root), sources, DownloadOptions(**OPTIONS), client)
+    assert calls == ["EShot points"] * 4
+    rows = [json.loads(line) for line in open(manifest_path(str(root)))]
+    assert len(rows) == plan.items.num_rows == reports["EShot points"].failed == 10
+    assert {r["status"] for r in rows} == {"failed"}
+    assert all("EShot points-0 failed on the cluster: RuntimeError: disk on fire" in r["error"] for r in rows)

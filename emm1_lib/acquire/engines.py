@@ -204,20 +204,20 @@ def download_dask(plan: Plan, root: str, sources: Dict[str, Source], options: Do
         if link:
             print(f"dask dashboard: {link}", file=out)
         streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
-        futures = {}
+        tasks = [t for t in todo_plan.tasks(options.shard_items, whole=streamed)
+                 if not record_not_fetchable(t, sources, manifest, reports[t.source])]
         totals: Dict[str, int] = {}
-        for task in todo_plan.tasks(options.shard_items, whole=streamed):
-            if record_not_fetchable(task, sources, manifest, reports[task.source]):
-                continue
-            key = f"emm1-download-{token[:12]}-{task.source}-{task.shard}"
-            future = client.submit(fetch_task, token, key, task, root, sources, options, key=key, retries=retries,
-                                   pure=False)
-            futures[future] = task
+        for task in tasks:
             totals[task.source] = totals.get(task.source, 0) + task.items.num_rows
         progress = ClusterProgress(totals, options.progress, out)
         client.subscribe_topic(PROGRESS_TOPIC, lambda event: progress.event(event)
                                if event[1].get("token") == token else None)
         try:
+            futures = {}
+            for task in tasks:
+                key = f"emm1-download-{token[:12]}-{task.source}-{task.shard}"
+                futures[client.submit(fetch_task, token, key, task, root, sources, options, key=key, retries=retries,
+                                      pure=False)] = task
             for future in as_completed(list(futures)):
                 task = futures.pop(future)
                 try:
