@@ -6,9 +6,14 @@ Three figures (ratios of the same run, so the machine matters less):
 2. A COCO-like zip: bytes transferred for a 1 % subset (range requests) vs downloading the whole archive.
 3. A rerun with everything present: seconds for `download()` over `--rerun-items` planned items whose files
    and manifest records exist (target: <= 2 s for 100k).
+4. YouTube clips (`--clips`, needs yt-dlp): items/s of `emm1 download` with `--workers` threads vs the guide's
+   loop, one yt-dlp section download after the other (the guide's `--download-sections *start-end`, run through
+   yt-dlp's Python API here so that no process start-up is counted against the guide), each request delayed by
+   `--clip-latency` seconds. emm1 also converts each clip to its destination format and decodes it.
 
     python benchmarks/download.py                       # the figures of docs/downloading.md
-    python benchmarks/download.py --images 40 --zip-members 300 --rerun-items 2000   # a quick check
+    python benchmarks/download.py --images 40 --zip-members 300 --rerun-items 2000 --clips 8   # a quick check
+    python benchmarks/download.py --only clips --clip-latency 0.25                               # YouTube only
 """
 import argparse
 import io
@@ -125,6 +130,70 @@ def rerun(work: str, items: int) -> Dict[str, float]:
     return {"items": items, "seconds": seconds}
 
 
+def _clip_mp4(path: str, seconds: int = 12, rate: int = 16000) -> bytes:
+    """A `seconds` s AAC MP4 (a 440 Hz tone): a YouTube audio track's stand-in."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        t = np.arange(seconds * rate) / rate
+        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :],
+                                           format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def youtube_clips(work: str, clips: int, workers: int, latency: float) -> Dict[str, float]:
+    import imageio_ffmpeg
+    import yt_dlp
+    from yt_dlp.utils import download_range_func
+
+    body = _clip_mp4(os.path.join(work, "clip.mp4"))
+    ids = [f"clip{i:05d}" for i in range(clips)]
+    starts = [float(i % 8) for i in range(clips)]
+    with MediaServer(latency=latency) as server:
+        for youtube_id in ids:
+            server.add(f"/yt/{youtube_id}.mp4", Route(body, "video/mp4"))
+        template = server.url("/yt/{youtube_id}.mp4")
+        # the guide's loop: one yt-dlp section download after the other
+        sequential_dir = os.path.join(work, "clips-sequential")
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+        from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
+
+        FFmpegPostProcessor._ffmpeg_location.set(ffmpeg)  # what yt-dlp's command line does with --ffmpeg-location
+        requests_before = server.requests
+        start = time.perf_counter()
+        for youtube_id, begin in zip(ids, starts):
+            options = {"outtmpl": os.path.join(sequential_dir, f"{youtube_id}.%(ext)s"), "quiet": True,
+                       "noprogress": True, "ffmpeg_location": ffmpeg, "cachedir": False,
+                       "download_ranges": download_range_func(None, [(begin, begin + 4.0)])}
+            with yt_dlp.YoutubeDL(options) as ydl:
+                assert ydl.download([template.replace("{youtube_id}", youtube_id)]) == 0
+        sequential = time.perf_counter() - start
+        requests_per_clip = (server.requests - requests_before) / clips
+        n = len(ids)
+        items = pa.table({
+            "modality": ["audio"] * n, "id": list(range(n)), "source": ["clips"] * n, "file_id": pa.nulls(n, pa.string()),
+            "youtube_id": ids, "start_time": starts, "end_time": [s + 4.0 for s in starts],
+            "destination": [f"bench/video/{youtube_id}.mp4" for youtube_id in ids], "split": ["phase1"] * n,
+        }, schema=ITEM_SCHEMA)
+        sources = {"clips": Source("clips", "youtube", template)}
+        start = time.perf_counter()
+        reports = download(Plan(items, {"clips": n}), os.path.join(work, "clips-emm1"), sources,
+                           DownloadOptions(workers=workers, per_host=workers))
+        ours = time.perf_counter() - start
+    assert reports["clips"].fetched == clips, reports["clips"]
+    return {"clips": clips, "latency_s": latency, "workers": workers, "requests_per_clip": requests_per_clip,
+            "sequential_items_per_s": clips / sequential, "emm1_items_per_s": clips / ours,
+            "speedup": sequential / ours}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=300, help="URL images to fetch")
@@ -133,23 +202,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zip-members", type=int, default=3000)
     parser.add_argument("--fraction", type=float, default=0.01, help="share of the zip's members to fetch")
     parser.add_argument("--rerun-items", type=int, default=100_000)
+    parser.add_argument("--clips", type=int, default=64, help="YouTube clips (4 s sections of a served MP4)")
+    parser.add_argument("--clip-latency", type=float, default=0.05, help="seconds the server waits per clip request")
+    parser.add_argument("--only", nargs="+", choices=("images", "zip", "rerun", "clips"),
+                        help="run only these parts (default: all)")
     parser.add_argument("--json", help="write the figures here")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     args = build_parser().parse_args(argv)
+    parts = set(args.only or ("images", "zip", "rerun", "clips"))
+    report: Dict[str, Dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="emm1-download-bench-") as work:
-        report = {"url_images": url_images(work, args.images, args.workers, args.latency),
-                  "zip_subset": zip_subset(work, args.zip_members, args.fraction),
-                  "rerun": rerun(work, args.rerun_items)}
-    u, z, r = report["url_images"], report["zip_subset"], report["rerun"]
-    print(f"URL images ({u['images']}, {u['latency_s'] * 1000:.0f} ms per request): sequential "
-          f"{u['sequential_items_per_s']:.1f} items/s, emm1 download --workers {u['workers']} "
-          f"{u['emm1_items_per_s']:.1f} items/s: {u['speedup']:.1f}x")
-    print(f"zip subset ({z['subset']} of {z['members']} members): {z['emm1_bytes']} bytes vs whole archive "
-          f"{z['whole_archive_bytes']}: {100 * z['bytes_ratio']:.2f} %")
-    print(f"rerun, everything present: {r['items']} items in {r['seconds']:.2f} s")
+        if "images" in parts:
+            report["url_images"] = url_images(work, args.images, args.workers, args.latency)
+        if "zip" in parts:
+            report["zip_subset"] = zip_subset(work, args.zip_members, args.fraction)
+        if "rerun" in parts:
+            report["rerun"] = rerun(work, args.rerun_items)
+        if "clips" in parts:
+            report["youtube_clips"] = youtube_clips(work, args.clips, args.workers, args.clip_latency)
+    if "url_images" in report:
+        u = report["url_images"]
+        print(f"URL images ({u['images']}, {u['latency_s'] * 1000:.0f} ms per request): sequential "
+              f"{u['sequential_items_per_s']:.1f} items/s, emm1 download --workers {u['workers']} "
+              f"{u['emm1_items_per_s']:.1f} items/s: {u['speedup']:.1f}x")
+    if "zip_subset" in report:
+        z = report["zip_subset"]
+        print(f"zip subset ({z['subset']} of {z['members']} members): {z['emm1_bytes']} bytes vs whole archive "
+              f"{z['whole_archive_bytes']}: {100 * z['bytes_ratio']:.2f} %")
+    if "rerun" in report:
+        r = report["rerun"]
+        print(f"rerun, everything present: {r['items']} items in {r['seconds']:.2f} s")
+    if "youtube_clips" in report:
+        c = report["youtube_clips"]
+        print(f"YouTube clips ({c['clips']}, {c['latency_s'] * 1000:.0f} ms per request, "
+              f"{c['requests_per_clip']:.1f} requests a clip): sequential yt-dlp {c['sequential_items_per_s']:.2f} "
+              f"items/s, emm1 download --workers {c['workers']} {c['emm1_items_per_s']:.2f} items/s: "
+              f"{c['speedup']:.1f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -1,5 +1,6 @@
 """Shared fixtures: generated E-MM1 trees (both schema generations) with real media files."""
 import os
+import pathlib
 
 import pytest
 
@@ -47,3 +48,31 @@ def standin_hub():
 
     with StandinHub() as hub:
         yield hub
+
+
+@pytest.fixture(scope="module")
+def _template_tree(tmp_path_factory):
+    return generate_sample_tree(str(tmp_path_factory.mktemp("download-template")), schema="released")
+
+
+@pytest.fixture
+def tree(_template_tree, tmp_path):
+    """A fresh copy of a released tree (with media) that the test may edit: copying beats generating (the
+    download tests; other modules define their own `tree`)."""
+    import dataclasses
+    import shutil
+
+    template = pathlib.Path(_template_tree.root).parent
+    shutil.copytree(template, tmp_path / "sample", symlinks=True)
+    moved = {name: getattr(_template_tree, name).replace(str(template), str(tmp_path / "sample"))
+             for name in ("root", "phase1_dir", "phase2_dir", "eshot_dir", "metadata_dir")}
+    return dataclasses.replace(_template_tree, media_files=[], **moved)
+
+
+@pytest.fixture
+def server():
+    """A running `tests/http_servers.py` MediaServer on 127.0.0.1 (Range, injected failures, counted bytes)."""
+    from http_servers import MediaServer
+
+    with MediaServer() as running:
+        yield running

@@ -2,8 +2,8 @@
 
 Serves registered bodies on 127.0.0.1 only. Each route may misbehave on purpose: answer 404, fail with 500
 a number of times before succeeding, stall after the headers (a client's read timeout must fire), cut the
-body short of its Content-Length, serve an HTML page instead of the file, or hold the first request at a gate
-(`reached` is set, the answer waits for `release`: a test kills the client meanwhile). Every response adds its body
+body short of its Content-Length, or serve an HTML page instead of the file; a route with a `gate` answers only once
+the test sets it (`reached` tells a request is waiting: a test kills the client meanwhile). Every response adds its body
 bytes to `bytes_sent` as they are written, so tests can assert how much of an archive a client transferred
 (a client that hangs up stops the count: the next write fails). `latency` delays every request and `rate`
 caps each response's bandwidth (the benchmark's stand-in for a remote server). Pure standard library.
@@ -13,9 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-BEHAVIOURS = ("ok", "404", "fail_then_ok", "stall", "truncate", "html", "gate")
+BEHAVIOURS = ("ok", "404", "fail_then_ok", "stall", "truncate", "html")
 HTML = b"<!doctype html><html><body><h1>This image is no longer available</h1></body></html>"
 
 
@@ -27,8 +27,8 @@ class Route:
     content_type: str = "application/octet-stream"
     behaviour: str = "ok"
     failures: int = 1
-    reached: threading.Event = field(default_factory=threading.Event)  # "gate": a request arrived
-    release: threading.Event = field(default_factory=threading.Event)  # "gate": answer the held requests
+    gate: Optional[threading.Event] = None  # when set: the response waits until the test opens the gate
+    reached: threading.Event = field(default_factory=threading.Event)  # a gated route was asked for
 
 
 class MediaServer:
@@ -40,6 +40,7 @@ class MediaServer:
         self.rate = rate  # bytes per second per response (None: no cap), sent in 64 KiB pieces
         self.bytes_sent = 0
         self.requests = 0
+        self.paths: List[str] = []  # the path of every request, in arrival order
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests handled at once (a client's concurrency limit shows here)
         self._lock = threading.Lock()
@@ -77,15 +78,16 @@ class MediaServer:
             def _route(self) -> Optional[Route]:
                 with server._lock:
                     server.requests += 1
+                    server.paths.append(self.path.split("?")[0])
                 if server.latency:
                     time.sleep(server.latency)
                 route = server.routes.get(self.path.split("?")[0])
                 if route is None or route.behaviour == "404":
                     self._plain(404, b"not found")
                     return None
-                if route.behaviour == "gate" and not route.release.is_set():
+                if route.gate is not None:
                     route.reached.set()
-                    route.release.wait(120)
+                    route.gate.wait(120)
                 if route.behaviour == "fail_then_ok":
                     with server._lock:
                         failing = route.failures > 0

@@ -4,7 +4,7 @@ SIGKILLed while it holds a task.
 
 Sources: Conceptual Captions (URLs), COCO (an HTTP zip), Flickr30k (a Hub zip behind HF_ENDPOINT), ImageNet (a
 Parquet file of image structs), OpenShape and EShot points (one streamed tar.gz), VGGSound (YouTube sections cut by
-yt-dlp and FFmpeg from MP4s behind the `--mirror` template); WavCaps (no entry) and VidGen-1M (a kind not supported)
+yt-dlp and FFmpeg from MP4s behind the `--mirror` template); WavCaps and VideoRefer (no entry in the sources)
 are recorded not_fetchable by both engines alike. The other YouTube sources are left out of the plan (fewer clips).
 """
 import io
@@ -26,13 +26,13 @@ from emm1_lib.acquire.sources import load_sources
 from emm1_lib.acquire.store import PARTIAL_PREFIX, manifest_path
 from emm1_lib.tools import cli as emm1_cli
 from http_servers import MediaServer, Route
-from test_download import _files_under, _media_bytes, _tar_gz, _template_tree, tree  # noqa: F401 - fixtures
+from test_download import _files_under, _media_bytes, _tar_gz
 
 distributed = pytest.importorskip("distributed")
 
 CONFIGS = ["phase1_all", "phase2_triplets", "eshot_audio", "eshot_points"]
 IMAGE_SOURCES = ("Conceptual Captions", "COCO", "Flickr30k", "ImageNet")
-SOURCES = IMAGE_SOURCES + ("OpenShape", "EShot points", "VGGSound", "WavCaps", "VidGen-1M")
+SOURCES = IMAGE_SOURCES + ("OpenShape", "EShot points", "VGGSound", "WavCaps", "VideoRefer")
 # roomy timeouts: a loaded machine may pause a server or a worker for seconds
 OPTIONS = dict(workers=2, timeout=30.0, retries=2, backoff=0.01, progress=False, shard_items=2)
 
@@ -136,9 +136,9 @@ def _assert_same_as_single_machine(plan, sources, expected, root, reports):
     kinds = {sources[json.loads(r)["source"]].kind for r in expected_rows if json.loads(r)["status"] == "ok"}
     assert kinds == {"url", "http_zip", "hub_zip", "http_parquet", "http_tar", "youtube"}
     fetched = {s: r.fetched for s, r in reports.items() if r.fetched}
-    assert set(fetched) == set(SOURCES) - {"WavCaps", "VidGen-1M"}
+    assert set(fetched) == set(SOURCES) - {"WavCaps", "VideoRefer"}
     assert {json.loads(r)["source"] for r in expected_rows if json.loads(r)["status"] == "not_fetchable"} == \
-        {"WavCaps", "VidGen-1M"}
+        {"WavCaps", "VideoRefer"}
     assert sum(r.failed for r in reports.values()) == 0
     assert not [p for p in pathlib.Path(root).rglob("*") if p.name.startswith(PARTIAL_PREFIX)]
 
@@ -156,7 +156,7 @@ def test_two_workers_equal_a_single_machine_run(tree, server, cluster, tmp_path,
                "--engine", "dask", "--scheduler", cluster.scheduler.address, "--workers", "2", "--shard-items", "2",
                "--timeout", "30", "--retries", "2"]
     command += [arg for name, url in mirrors.items() for arg in ("--mirror", f"{name}={url}")]
-    assert emm1_cli.main(command) == 1  # WavCaps, VidGen-1M: not fetchable, as on one machine
+    assert emm1_cli.main(command) == 1  # WavCaps, VideoRefer: no entry, not fetchable, as on one machine
     out = capsys.readouterr()
     reports = _reports_from_manifest(root)
     _assert_same_as_single_machine(plan, sources, expected, root, reports)
@@ -188,8 +188,8 @@ def test_a_worker_killed_mid_task_loses_nothing(tree, server, cluster, tmp_path,
     plan = build_plan(tree.metadata_dir, CONFIGS, sources=SOURCES)
     expected = _single_machine(plan, sources, tmp_path / "single")
     urls = [u for u in plan.items["file_id"].to_pylist() if u and u.startswith("http")]
-    gate = server.routes[urls[1][len(server.url("")):]]  # the second URL: the first of its shard is fetched by then
-    gate.behaviour = "gate"
+    gated = server.routes[urls[1][len(server.url("")):]]  # the second URL: the first of its shard is fetched by then
+    gated.gate = threading.Event()
     root = tmp_path / "cluster"
     outcome, seen = {}, []
 
@@ -203,14 +203,14 @@ def test_a_worker_killed_mid_task_loses_nothing(tree, server, cluster, tmp_path,
     client_thread = threading.Thread(target=run, daemon=True)
     client_thread.start()
     try:
-        assert gate.reached.wait(120), "the gated URL was never requested"
+        assert gated.reached.wait(120), "the gated URL was never requested"
         holder = [address for address, keys in cluster.processing().items()
                   if any(str(key).endswith("-Conceptual Captions-0") for key in keys)]
         assert len(holder) == 1, cluster.processing()
         pid = cluster.run(os.getpid, workers=holder)[holder[0]]
         os.kill(pid, signal.SIGKILL)
     finally:
-        gate.release.set()
+        gated.gate.set()
     client_thread.join(240)
     assert seen and seen[-1]["Conceptual Captions"][0] == 3  # progress: every item of the source, counted once
     assert not client_thread.is_alive(), "the cluster run did not finish"

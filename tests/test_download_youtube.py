@@ -24,7 +24,6 @@ from emm1_lib.acquire.run import DownloadOptions, download, survey
 from emm1_lib.acquire.sources import load_sources
 from emm1_lib.acquire.store import PARTIAL_PREFIX, manifest_path
 from http_servers import MediaServer, Route
-from test_download import _template_tree, tree  # noqa: F401 - fixtures: a fresh released sample tree per test
 
 yt_dlp = pytest.importorskip("yt_dlp", reason="yt-dlp is not installed: pip install 'emm1[download]' (the test extra "
                                               "installs it)")

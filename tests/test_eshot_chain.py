@@ -19,7 +19,7 @@ from emm1_lib.tools import cli as emm1_cli
 from emm1_lib.tools import eshot_cli
 from emm1_lib.tools.eshot_baseline import EMBEDDING_DIM, baseline_embed, log_mel, points_features
 from http_servers import MediaServer, Route
-from test_download import _tar_gz, _template_tree, tree  # noqa: F401 - fixtures: a fresh released sample tree
+from test_download import _tar_gz
 
 pytest.importorskip("yt_dlp", reason="yt-dlp is not installed: pip install 'emm1[download]'")
 pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg is not installed: pip install 'emm1[download]'")

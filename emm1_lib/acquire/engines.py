@@ -192,7 +192,7 @@ def download_dask(plan: Plan, root: str, sources: Dict[str, Source], options: Do
     from distributed import Client, as_completed
 
     out = out or sys.stderr
-    manifest, todo_plan, reports = prepare(plan, root, sources, options)
+    manifest, todo_plan, reports, _ = prepare(plan, root, sources, options)
     own_client = isinstance(cluster, DaskOptions)
     retries = cluster.task_retries if own_client else DaskOptions("").task_retries
     token = uuid.uuid4().hex

@@ -13,7 +13,7 @@ import struct
 import threading
 import zipfile
 import zlib
-from typing import Dict, Iterator, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from emm1_lib.acquire.sources import Source
 
@@ -63,11 +63,83 @@ def fetch_url(url: str, timeout: float) -> bytes:
 
 def hub_zip_url(source: Source) -> Tuple[str, Dict[str, str]]:
     """The resolve URL of a Hub zip (huggingface_hub's endpoint: `HF_ENDPOINT`) and its auth headers."""
+    return hub_file_url(source, str(source.file))
+
+
+def hub_file_url(source: Source, path: str) -> Tuple[str, Dict[str, str]]:
+    """The resolve URL of file `path` of the source's Hub dataset repo (`HF_ENDPOINT`) and the auth headers of
+    huggingface_hub's token (`HF_TOKEN`, the saved login)."""
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
     endpoint = os.environ.get("HF_ENDPOINT") or None  # read per call: huggingface_hub reads it once, at import
-    return hf_hub_url(source.repo, source.file, repo_type="dataset", endpoint=endpoint), build_hf_headers()
+    return hf_hub_url(str(source.repo), path, repo_type="dataset", endpoint=endpoint), build_hf_headers()
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The folder of `pattern` before its first glob character ("Objaverse" for "Objaverse/000-*.tar.gz")."""
+    glob_at = min([i for i, c in enumerate(pattern) if c in "*?["] or [len(pattern)])
+    return pattern[:glob_at].rpartition("/")[0]
+
+
+def _has_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def hub_files(source: Source, sizes: bool = True) -> List[Tuple[str, Optional[int]]]:
+    """`(path, size)` of the files of the source's Hub dataset repo that match its `patterns` (paths or globs,
+    `fnmatch` rules), in pattern order, then path order; listed with huggingface_hub (`list_repo_tree` of each
+    glob's fixed folder, recursively only when the rest of the glob has a `/`; `get_paths_info` for plain
+    paths, or with `sizes=False` no call at all for them: size None; `HF_ENDPOINT`, its token).
+
+    Raises FetchError (`retry` for network errors and 5xx) when the listing fails or a pattern matches nothing.
+    """
+    import fnmatch
+
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+    listed: Dict[Tuple[str, Optional[bool]], List[Tuple[str, Optional[int]]]] = {}
+    found: List[Tuple[str, Optional[int]]] = []
+    seen: Set[str] = set()
+    plain = [p for p in source.patterns if not _has_glob(p)]
+    for pattern in source.patterns:
+        folder = _fixed_prefix(pattern)
+        # a glob: its folder's listing (recursive or not); plain paths: one lookup for all of them
+        key = (folder, "/" in pattern[len(folder) + 1 if folder else 0:]) if _has_glob(pattern) else ("", None)
+        if key not in listed and not _has_glob(pattern) and not sizes:
+            listed[key] = [(p, None) for p in plain]
+        if key not in listed:
+            try:
+                if _has_glob(pattern):
+                    entries = api.list_repo_tree(str(source.repo), path_in_repo=folder or None, recursive=key[1],
+                                                 repo_type="dataset")
+                else:
+                    entries = api.get_paths_info(str(source.repo), plain, repo_type="dataset")
+                listed[key] = [(e.path, int(e.size)) for e in entries if type(e).__name__ == "RepoFile"]
+            except OfflineModeIsEnabled as err:
+                raise FetchError(f"hub dataset {source.repo}: HF_HUB_OFFLINE is set; unset it to list the repo") from err
+            except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+                raise FetchError(f"hub dataset {source.repo}: not found or not readable with this token "
+                                 f"({type(err).__name__}); log in (hf auth login / HF_TOKEN) or check HF_ENDPOINT") from err
+            except EntryNotFoundError as err:
+                raise FetchError(f"hub dataset {source.repo}: no folder {folder!r} (for {pattern!r})") from err
+            except HfHubHTTPError as err:
+                status = getattr(getattr(err, "response", None), "status_code", None) or 0
+                raise FetchError(f"hub dataset {source.repo}: listing {folder or '/'} failed: {err}",
+                                 retry=status >= 500 or status == 429) from err
+            except (OSError, ValueError) as err:  # connection errors, offline mode
+                raise FetchError(f"hub dataset {source.repo}: listing {folder or '/'} failed "
+                                 f"({type(err).__name__}: {err})", retry=True) from err
+        matches = sorted((p, n) for p, n in listed[key] if fnmatch.fnmatchcase(p, pattern) and p not in seen)
+        if not matches:
+            raise FetchError(f"hub dataset {source.repo}: no file matches {pattern!r}; fix the sources entry "
+                             "(--sources-file) or the mirror (HF_ENDPOINT)")
+        seen.update(p for p, _ in matches)
+        found += matches
+    return found
 
 
 class RemoteZip:
@@ -137,12 +209,21 @@ def item_chunks(body: bytes) -> Iterator[bytes]:
         yield body[start:start + CHUNK]
 
 
-def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dict[str, str]] = None
-               ) -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
+class TarScan:
+    """What one read of a tar archive saw: every member's base name, and whether it reached the end."""
+
+    def __init__(self):
+        self.names: Set[str] = set()
+        self.complete = False
+
+
+def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dict[str, str]] = None,
+               seen: Optional["TarScan"] = None) -> Iterator[Tuple[str, Optional[bytes], Optional[str]]]:
     """Read the (optionally compressed) tar at `url` front to back, once, without storing it: yields
     `(basename, bytes, None)` for each regular member whose base name is in `wanted` and
     `(basename, None, reason)` for a wanted name that is a symlink, hard link or other non-file (not followed).
     Stops reading as soon as every wanted name was seen. Member paths are only compared, never used as paths.
+    `seen` collects the base name of every member passed and whether the archive was read to its end.
     """
     import tarfile
 
@@ -157,6 +238,8 @@ def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dic
             with tarfile.open(fileobj=response.raw, mode="r|*") as archive:
                 for member in archive:
                     name = member.name.rsplit("/", 1)[-1]
+                    if seen is not None:
+                        seen.names.add(name)
                     if name not in left:
                         continue
                     left.discard(name)
@@ -166,6 +249,8 @@ def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dic
                         yield name, archive.extractfile(member).read(), None
                     if not left:
                         return
+                if seen is not None:
+                    seen.complete = True
     except requests.exceptions.Timeout as err:
         raise FetchError(f"{url}: timed out after {timeout:g} s while streaming the archive", retry=True) from err
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, EOFError) as err:

@@ -17,11 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emm1_lib.acquire.fetchers import FetchError, RemoteZip, fetch_url, hub_zip_url, item_chunks, scan_parquet, stream_tar
+from emm1_lib.acquire.fetchers import FetchError, RemoteZip, TarScan, fetch_url, hub_file_url, hub_files, item_chunks, \
+    scan_parquet, stream_tar
 from emm1_lib.acquire.plan import Plan, Task
-from emm1_lib.acquire.sources import STREAMED_KINDS, Source
-from emm1_lib.acquire.store import Manifest, UnsafeDestinationError, checked_destination, commit_file, decode_check, \
-    manifest_path, partial_folder, remove_partials, write_verified
+from emm1_lib.acquire.sources import HUB_KINDS, STREAMED_KINDS, TAR_KINDS, ZIP_KINDS, Source
+from emm1_lib.acquire.store import Manifest, TarIndex, UnsafeDestinationError, checked_destination, commit_file, \
+    decode_check, manifest_path, partial_folder, remove_partials, tar_index_path, write_verified
 
 
 @dataclass
@@ -53,7 +54,8 @@ class DownloadOptions:
 
 @dataclass
 class SourceReport:
-    """Counts of one source; `expected_bytes` is known for archives (their directory sizes), else None."""
+    """Counts of one source; `expected_bytes` is known for archives (zip directory sizes; the Hub's file sizes of
+    streamed archives, then an upper bound: `bytes_at_most`), else None."""
 
     source: str
     mechanism: str
@@ -63,6 +65,7 @@ class SourceReport:
     failed: int = 0
     not_fetchable: int = 0
     expected_bytes: Optional[int] = None
+    bytes_at_most: bool = False
     bytes: int = 0
     errors: List[str] = field(default_factory=list)
 
@@ -175,20 +178,61 @@ class _Run:
         self.hosts = _Hosts(options.per_host or options.workers)
         self.archives: Dict[str, object] = {}
         self._archive_lock = threading.Lock()
+        self._key_locks: Dict[str, threading.Lock] = {}
 
-    def archive(self, source: Source) -> RemoteZip:
-        """The source's zip directory, read once per run (a failure is remembered and re-raised)."""
+    def _once(self, key: str, make: Callable[[], object]) -> object:
+        """`make()` once per run for `key` (a FetchError is remembered and re-raised to every caller). One lock
+        per key: reading one source's archive directories does not hold up another source's."""
         with self._archive_lock:
-            if source.name not in self.archives:
-                url, headers = (source.location, None) if source.kind == "http_zip" else hub_zip_url(source)
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self.archives:
                 try:
-                    self.archives[source.name] = RemoteZip(url, self.options.timeout, headers)
+                    self.archives[key] = make()
                 except FetchError as err:
-                    self.archives[source.name] = err
-            found = self.archives[source.name]
+                    self.archives[key] = err
+            found = self.archives[key]
         if isinstance(found, FetchError):
             raise found
-        return found  # type: ignore[return-value]
+        return found
+
+    def tar_index(self) -> TarIndex:
+        """The members seen in tar archives by earlier runs (`ROOT.download-tar-index.jsonl`), loaded once."""
+        return self._once("tar-index", lambda: TarIndex(tar_index_path(self.root)))  # type: ignore[return-value]
+
+    def hub_listing(self, source: Source, sizes: bool = False) -> List[Tuple[str, Optional[int]]]:
+        """`(path, size)` of the source's Hub files (its `patterns` matched against the repo listing), once per run.
+        Plain paths are not looked up unless `sizes` (their size is None then); a listing with sizes serves both."""
+        if f"listing-sized:{source.name}" in self.archives:
+            sizes = True
+        key = f"listing-sized:{source.name}" if sizes else f"listing:{source.name}"
+        return self._once(key, lambda: hub_files(source, sizes))  # type: ignore[return-value]
+
+    def locations(self, source: Source) -> List[Tuple[str, Optional[Dict[str, str]]]]:
+        """`(url, headers)` of each archive of the source, in reading order: its location(s), or its Hub files'
+        resolve URLs with huggingface_hub's auth headers."""
+        if source.kind in HUB_KINDS:
+            return [hub_file_url(source, path) for path, _ in self.hub_listing(source)]
+        return [(url, None) for url in source.locations]
+
+    def zips(self, source: Source) -> List[RemoteZip]:
+        """The directories of the source's zip archives, each read once per run."""
+        def make() -> List[RemoteZip]:
+            return [RemoteZip(url, self.options.timeout, headers) for url, headers in self.locations(source)]
+
+        return self._once(f"zips:{source.name}", make)  # type: ignore[return-value]
+
+    def archive(self, source: Source, member: Optional[str] = None) -> RemoteZip:
+        """The zip of the source holding `member` (the first of its zips when None or held by none: reading it
+        then fails naming the member)."""
+        archives = self.zips(source)
+        if member is not None:
+            for archive in archives:
+                if member in archive.members:
+                    return archive
+        if len(archives) != 1:
+            raise FetchError(f"no member {member!r} in the {len(archives)} zips of {source.mechanism()}")
+        return archives[0]
 
     def fetch(self, source: Source, item: Dict[str, object]) -> bytes:
         if source.kind == "url":
@@ -197,11 +241,11 @@ class _Run:
                 raise FetchError(f"file_id {url!r} is not an http(s) URL")
             with self.hosts(url):
                 return fetch_url(url, self.options.timeout)
-        archive = self.archive(source)
         try:
             member = source.member_name(str(item["file_id"]))
         except (ValueError, KeyError, IndexError) as err:
             raise FetchError(f"file_id {item['file_id']!r} does not fit the member template {source.member!r}: {err}")
+        archive = self.archive(source, member)
         with self.hosts(archive.url):
             return archive.read(member)
 
@@ -274,16 +318,36 @@ def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], 
         except Exception as err:
             return {**base, "status": "failed", "attempts": 1, "error": f"{type(err).__name__}: {err}"}
 
-    last_error = "not found in " + ", ".join(source.locations)
-    for url in source.locations:
+    try:
+        locations = run.locations(source) if by_member else []
+        problem_text = None
+    except FetchError as err:  # the Hub listing failed: every item fails with its reason
+        locations, problem_text = [], str(err)
+    index = run.tar_index() if source.kind in TAR_KINDS else None
+    if index is not None:  # archives known to hold a needed member first, those read to the end without one last
+        names = set(by_member)
+        locations.sort(key=lambda loc: 0 if index.holds(loc[0], names) else (2 if index.known(loc[0]) is not None else 1))
+    read: List[str] = []
+    skipped: List[str] = []
+    for url, headers in locations:
+        if not by_member:
+            break
+        known = index.known(url) if index is not None else None
+        if known is not None and not any(name in known for name in by_member):
+            skipped.append(url)  # read to its end before: holds none of the members still needed
+            continue
         attempt = 0
         while by_member:
             attempt += 1
             placing = []
+            scanned = TarScan() if index is not None else None
             try:
                 with run.hosts(url):
-                    scan = stream_tar if source.kind == "http_tar" else scan_parquet
-                    for name, body, problem in scan(url, run.options.timeout, set(by_member)):
+                    if source.kind in TAR_KINDS:
+                        scan = stream_tar(url, run.options.timeout, set(by_member), headers, scanned)
+                    else:
+                        scan = scan_parquet(url, run.options.timeout, set(by_member), headers)
+                    for name, body, problem in scan:
                         for item in by_member.pop(name):
                             if problem is not None:
                                 yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
@@ -291,20 +355,32 @@ def _streamed_records(run: _Run, source: Source, rows: List[Dict[str, object]], 
                                        "error": problem}
                             else:
                                 placing.append(pool.submit(place, item, body))
+                read.append(url)
                 break
             except FetchError as err:
-                last_error = str(err)
+                problem_text = str(err)
                 if not (err.retry and attempt <= run.options.retries):
                     break
                 time.sleep(run.options.backoff * 2 ** (attempt - 1))
             finally:
+                if scanned is not None and scanned.names:
+                    index.record(url, scanned.complete, scanned.names)
                 for future in placing:
                     yield future.result()
+    reason = "not found in " + (", ".join(read) or "no archive")
+    if skipped:
+        reason += (f"; {len(skipped)} other archive(s) were read to the end by an earlier run without it "
+                   f"({index.path}: delete it to scan them again)")
+    if problem_text:
+        reason = f"{reason}; {problem_text}" if read or skipped else problem_text
     for items in by_member.values():
         for item in items:
             yield {"destination": item["destination"], "source": source.name, "modality": item["modality"],
                    "id": item["id"], "file_id": item["file_id"], "status": "failed", "attempts": 1,
-                   "error": f"member {source.member_name(str(item['file_id']))!r}: {last_error}"}
+                   "error": f"member {source.member_name(str(item['file_id']))!r}: {reason}"}
+
+
+_COUNTING = threading.Lock()
 
 
 def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceReport,
@@ -322,22 +398,25 @@ def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceRepo
     sink = sink or run.manifest.append
     for record in records:
         sink(record)
-        count_record(report, record)
-        if on_done is not None:
-            on_done(record)
+        with _COUNTING:  # the tasks of one source may run side by side
+            count_record(report, record)
+            if on_done is not None:
+                on_done(record)
 
 
 def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions,
-           archive_sizes: bool = True, present: Optional[np.ndarray] = None) -> Dict[str, SourceReport]:
+           archive_sizes: bool = True, present: Optional[np.ndarray] = None, run: Optional[_Run] = None
+           ) -> Dict[str, SourceReport]:
     """Per source: needed, present, the mechanism and (archives, when `archive_sizes`) the bytes to transfer.
 
-    `present`: the items already there (`present_mask`), when the caller has it.
+    `present`: the items already there (`present_mask`), when the caller has it. `run`: the run whose archive
+    directories and Hub listings to use (and keep for fetching), else a new one.
     """
     manifest = Manifest(manifest_path(root))
     if present is None:
         present = present_mask(plan.items, root, manifest) if os.path.isdir(root) else np.zeros(plan.items.num_rows, bool)
     reports: Dict[str, SourceReport] = {}
-    run = _Run(root, sources, options, manifest)
+    run = run or _Run(root, sources, options, manifest)
     for name in sorted(plan.source_counts):
         rows = pc.equal(plan.items["source"], name).to_numpy(zero_copy_only=False)
         source = sources.get(name)
@@ -348,38 +427,52 @@ def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadO
             report.not_fetchable = report.needed - report.present
             if source is not None and source.supported:  # a missing optional package: say which
                 report.mechanism = f"{mechanism}: {reason}"
-        elif source.kind in ("http_zip", "hub_zip") and archive_sizes and report.to_fetch:
+        elif source.kind in ZIP_KINDS and archive_sizes and report.to_fetch:
             try:
-                archive = run.archive(source)
+                archives = run.zips(source)
                 wanted = plan.items.filter(pa.array(rows & ~present))["file_id"].to_pylist()
-                infos = [archive.members.get(source.member_name(str(f))) for f in wanted]
+                members = {}
+                for archive in reversed(archives):  # the first archive holding a member is the one read
+                    members.update(archive.members)
+                infos = [members.get(source.member_name(str(f))) for f in wanted]
                 report.expected_bytes = sum(i.compress_size + 30 + len(i.filename) for i in infos if i is not None)
             except (FetchError, ValueError) as err:
+                report.errors.append(str(err))
+        elif source.kind in HUB_KINDS and archive_sizes and report.to_fetch:
+            # streamed archives: the Hub's file sizes (a tar is read until its last needed member, Parquet
+            # files only in the row groups holding one: both at most these bytes)
+            try:
+                report.expected_bytes = sum(size or 0 for _, size in run.hub_listing(source, sizes=True))
+                report.bytes_at_most = True
+            except FetchError as err:
                 report.errors.append(str(err))
         reports[name] = report
     return reports
 
 
 def prepare(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions
-            ) -> Tuple[Manifest, Plan, Dict[str, SourceReport]]:
+            ) -> Tuple[Manifest, Plan, Dict[str, SourceReport], "_Run"]:
     """What every engine does before fetching: create ROOT, remove partial files a killed run left, count the
     items already present (adopting decodable files without a record), survey the sources, check free space.
 
-    Returns the open manifest, the plan of the items still to fetch and a report per source."""
+    Returns the open manifest, the plan of the items still to fetch, a report per source and the run whose archive
+    directories and Hub listings the survey read (kept for fetching on this machine)."""
     os.makedirs(root, exist_ok=True)
     manifest = Manifest(manifest_path(root))
     remove_partials(destination_folders(plan, root))
     present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
                              options.verify)
-    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present)
-    expected = sum(r.expected_bytes or 0 for r in reports.values())
+    run = _Run(root, sources, options, manifest)
+    reports = survey(plan, root, sources, options, archive_sizes=options.check_space, present=present, run=run)
+    # what will be stored: zip members (streamed archives are not stored, only their few needed members)
+    expected = sum(r.expected_bytes or 0 for r in reports.values() if not r.bytes_at_most)
     free = shutil.disk_usage(root).free
     if options.check_space and expected > free:
         manifest.close()
         raise InsufficientSpaceError(f"{root}: {expected} bytes to fetch from archives but only {free} free; "
                                      "free space or pass a smaller --limit / fewer --configs.")
     todo = plan.items.filter(pa.array(~present))
-    return manifest, Plan(todo, {s: 1 for s in plan.source_counts}), reports
+    return manifest, Plan(todo, {s: 1 for s in plan.source_counts}), reports, run
 
 
 def destination_folders(plan: Plan, root: str) -> List[str]:
@@ -419,31 +512,46 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     "not_fetchable" with the reason. Raises `InsufficientSpaceError` before fetching anything when the bytes
     known to come (archive members) exceed the free space under `root`.
     """
-    manifest, todo_plan, reports = prepare(plan, root, sources, options)
-    run = _Run(root, sources, options, manifest)
+    manifest, todo_plan, reports, run = prepare(plan, root, sources, options)
     bars: Dict[str, object] = {}
+    streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
+    tasks = todo_plan.tasks(options.shard_items, whole=streamed)
+    pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="emm1-fetch")
+    # Tasks run side by side: each streamed archive task on its own runner (a slow archive holds only its runner,
+    # never the URL, zip or YouTube items), the other tasks two at a time (one draining while the next fills the pool).
+    stream_runners = ThreadPoolExecutor(max_workers=max(1, sum(t.source in streamed for t in tasks)),
+                                        thread_name_prefix="emm1-stream")
+    runners = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emm1-task")
     try:
-        with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-            streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
-            for task in todo_plan.tasks(options.shard_items, whole=streamed):
-                report = reports[task.source]
-                if record_not_fetchable(task, sources, manifest, report):
-                    continue
-                on_done: Optional[Callable] = None
-                if options.progress:
-                    from tqdm.auto import tqdm
+        running = []
+        for task in tasks:
+            report = reports[task.source]
+            if record_not_fetchable(task, sources, manifest, report):
+                continue
+            on_done: Optional[Callable] = None
+            if options.progress:
+                from tqdm.auto import tqdm
 
-                    if task.source not in bars:
-                        bars[task.source] = tqdm(total=report.to_fetch, desc=task.source, unit="file", leave=True)
-                    bar = bars[task.source]
+                if task.source not in bars:
+                    bars[task.source] = tqdm(total=report.to_fetch, desc=task.source, unit="file", leave=True)
+                bar = bars[task.source]
 
-                    def update_bar(record, bar=bar):
-                        bar.update(1)
-                        bar.set_postfix_str(f"{report.bytes / 1e6:.1f} MB, {report.failed} failed", refresh=False)
+                def update_bar(record, bar=bar, report=report):
+                    bar.update(1)
+                    bar.set_postfix_str(f"{report.bytes / 1e6:.1f} MB, {report.failed} failed", refresh=False)
 
-                    on_done = update_bar
-                run_task(task, run, pool, report, on_done)
+                on_done = update_bar
+            chosen = stream_runners if task.source in streamed else runners
+            running.append(chosen.submit(run_task, task, run, pool, report, on_done))
+        for future in running:
+            future.result()
+    except BaseException:
+        for executor in (stream_runners, runners, pool):
+            executor.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
+        for executor in (stream_runners, runners, pool):
+            executor.shutdown(wait=True)
         for bar in bars.values():
             bar.close()
         manifest.close()
@@ -456,7 +564,7 @@ def format_reports(reports: Dict[str, SourceReport], dry_run: bool = False) -> s
         header = f"{'source':<22} {'needed':>8} {'present':>8} {'to fetch':>8} {'bytes':>12}  mechanism"
         lines = [header, "-" * len(header)]
         for r in reports.values():
-            size = "?" if r.expected_bytes is None else str(r.expected_bytes)
+            size = "?" if r.expected_bytes is None else ("<=" if r.bytes_at_most else "") + str(r.expected_bytes)
             lines.append(f"{r.source:<22} {r.needed:>8} {r.present:>8} {r.to_fetch:>8} {size:>12}  {r.mechanism}")
         return "\n".join(lines)
     header = f"{'source':<22} {'needed':>8} {'present':>8} {'fetched':>8} {'failed':>8} {'skipped':>8} {'MB':>9}"

@@ -14,9 +14,12 @@ from emm1_lib.errors import EMM1DataError
 SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sources.json")
 KINDS = ("url", "http_zip", "hub_zip", "http_tar", "http_parquet", "hub_parquet", "hub_tar", "youtube")
 # The kinds this version fetches; the others are planned and reported as "not supported yet".
-SUPPORTED_KINDS = ("url", "http_zip", "hub_zip", "http_tar", "http_parquet", "youtube")
+SUPPORTED_KINDS = KINDS
 # Archives read front to back: every item of such a source is one task (the archive is streamed once).
-STREAMED_KINDS = ("http_tar", "http_parquet")
+STREAMED_KINDS = ("http_tar", "http_parquet", "hub_tar", "hub_parquet")
+TAR_KINDS = ("http_tar", "hub_tar")
+ZIP_KINDS = ("http_zip", "hub_zip")
+HUB_KINDS = ("hub_zip", "hub_tar", "hub_parquet")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Source:
         member: `str.format` template of the archive member holding an item, with `file_id`.
         file_id: "int" when `file_id` must be converted to an integer for `member` (COCO's `{file_id:012d}`).
         repo, file: the Hub dataset repo and file (hub_* kinds).
+        files: the Hub files (hub_* kinds), each a path in the repo or a glob (`data/train-*.parquet`), matched
+            against the repo's file listing; `file` is the one-file spelling of the same.
     """
 
     name: str
@@ -41,10 +46,16 @@ class Source:
     file_id: str = "str"
     repo: Optional[str] = None
     file: Optional[str] = None
+    files: Tuple[str, ...] = ()
 
     @property
     def supported(self) -> bool:
-        return self.kind in SUPPORTED_KINDS and (self.kind != "hub_zip" or "*" not in (self.file or "*"))
+        return self.kind in SUPPORTED_KINDS and (self.kind not in HUB_KINDS or bool(self.repo and self.patterns))
+
+    @property
+    def patterns(self) -> Tuple[str, ...]:
+        """The Hub file paths or globs of a hub_* source (`files`, else `file`)."""
+        return tuple(self.files) or ((self.file,) if self.file else ())
 
     @property
     def locations(self) -> Tuple[str, ...]:
@@ -62,7 +73,8 @@ class Source:
         """A short description for `--dry-run`."""
         if not self.supported:
             return f"{self.kind}: not supported yet"
-        where = {"url": "file_id URLs", "http_zip": self.location, "hub_zip": f"hub {self.repo}/{self.file}",
+        hub = f"hub {self.repo}: {', '.join(self.patterns)}"
+        where = {"url": "file_id URLs", "http_zip": self.location, "hub_zip": hub, "hub_tar": hub, "hub_parquet": hub,
                  "http_tar": ", ".join(self.locations), "http_parquet": ", ".join(self.locations),
                  "youtube": f"yt-dlp sections of {self.location}"}[self.kind]
         return f"{self.kind} ({where})"
@@ -79,12 +91,15 @@ def _parse(entries: Mapping, where: str) -> Dict[str, Source]:
         if not isinstance(entry, Mapping) or entry.get("kind") not in KINDS:
             raise EMM1DataError(f"{where}: source {name!r}: expected an object with kind in {list(KINDS)}, "
                                 f"got {entry!r}.", file=where)
-        extra = sorted(set(entry) - fields - {"files"})
+        extra = sorted(set(entry) - fields)
         if extra:
             raise EMM1DataError(f"{where}: source {name!r}: unknown field(s) {extra}; known: {sorted(fields)}.", file=where)
         values = {k: v for k, v in entry.items() if k in fields}
         if isinstance(values.get("location"), list):
             values["location"] = tuple(values["location"])
+        if "files" in values:
+            files = values["files"]
+            values["files"] = (files,) if isinstance(files, str) else tuple(files)
         out[name] = Source(name=name, **values)
     return out
 

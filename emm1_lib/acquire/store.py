@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 import uuid
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import pyarrow as pa
 
@@ -195,3 +195,60 @@ class Manifest:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def tar_index_path(root: str) -> str:
+    """`ROOT.download-tar-index.jsonl`, beside the manifest: which members each tar archive holds."""
+    return os.path.abspath(root).rstrip(os.sep) + ".download-tar-index.jsonl"
+
+
+class TarIndex:
+    """The member base names seen in each tar archive (by URL), and whether it was read to its end.
+
+    JSON lines, one per read: `{"archive": url, "complete": bool, "members": [names]}`. A rerun skips an archive
+    read to the end that holds none of the names it still needs, and reads first the archives known to hold
+    some. Delete the file to make every archive be scanned again (after an archive changed upstream).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self.complete: Dict[str, frozenset] = {}
+        self.partial: Dict[str, set] = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        self._add(str(entry["archive"]), bool(entry["complete"]), entry["members"])
+                    except (ValueError, KeyError, TypeError):  # a line cut by a kill
+                        continue
+
+    def _add(self, archive: str, complete: bool, members: Iterable[str]) -> None:
+        if complete:
+            self.complete[archive] = frozenset(members)
+            self.partial.pop(archive, None)
+        elif archive not in self.complete:
+            self.partial.setdefault(archive, set()).update(members)
+
+    def known(self, archive: str) -> Optional[frozenset]:
+        """The members of `archive` when it was read to its end before, else None."""
+        return self.complete.get(archive)
+
+    def holds(self, archive: str, names: Iterable[str]) -> bool:
+        """True when `archive` is known (from a complete or partial read) to hold one of `names`."""
+        seen = self.complete.get(archive) or self.partial.get(archive) or ()
+        return any(n in seen for n in names)
+
+    def record(self, archive: str, complete: bool, members: Iterable[str]) -> None:
+        members = sorted(members)
+        line = json.dumps({"archive": archive, "complete": complete, "members": members}, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._add(archive, complete, members)
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            # one write() of the whole line: appends of other processes (a distributed run) do not interleave
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)

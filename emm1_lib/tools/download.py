@@ -65,22 +65,40 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the Dask scheduler's address (--engine dask); ROOT must be the same path on every worker")
     parser.add_argument("--shard-items", type=count_arg(1), default=1000,
                         help="items per task (default 1000; a streamed archive is one task)")
+    parser.add_argument("--stand-in", metavar="MEDIA",
+                        help="a trial on `emm1 sample` output: serve stand-ins of the EShot sources (YouTube, OpenShape) "
+                             "made from the sample's media folder MEDIA on 127.0.0.1, and fetch from them")
     return parser
 
 
 def cli(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.engine == "dask") != (args.scheduler is not None):
+        parser.error("--engine dask needs --scheduler tcp://HOST:PORT, and --scheduler needs --engine dask")
+    if args.stand_in:
+        from emm1_lib.testing.standin_sources import StandinSources
+
+        try:
+            stand_in = StandinSources(args.data_dir, args.stand_in)
+        except (OSError, EMM1DataError) as err:
+            print(f"emm1 download: error: --stand-in: {err}", file=sys.stderr)
+            return 2
+        with stand_in:
+            print(f"stand-ins of the EShot sources, made from {args.stand_in}: {stand_in.url}")
+            return _run(args, {**stand_in.mirrors, **dict(args.mirror)})
+    return _run(args, dict(args.mirror))
+
+
+def _run(args: argparse.Namespace, mirrors) -> int:
     from emm1_lib.acquire.plan import build_plan
     from emm1_lib.acquire.run import DownloadOptions, InsufficientSpaceError, download, format_reports, survey
     from emm1_lib.acquire.sources import load_sources
     from emm1_lib.acquire.store import manifest_path
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if (args.engine == "dask") != (args.scheduler is not None):
-        parser.error("--engine dask needs --scheduler tcp://HOST:PORT, and --scheduler needs --engine dask")
     root = os.path.abspath(args.root_data_path)
     try:
-        sources = load_sources(args.sources_file, dict(args.mirror))
+        sources = load_sources(args.sources_file, mirrors)
         plan = build_plan(args.data_dir, args.configs, args.modalities, args.sources, args.limit)
     except (EMM1DataError, ValueError) as err:
         print(f"emm1 download: error: {err}", file=sys.stderr)
