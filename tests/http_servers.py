@@ -2,7 +2,8 @@
 
 Serves registered bodies on 127.0.0.1 only. Each route may misbehave on purpose: answer 404, fail with 500
 a number of times before succeeding, stall after the headers (a client's read timeout must fire), cut the
-body short of its Content-Length, or serve an HTML page instead of the file. Every response adds its body
+body short of its Content-Length, or serve an HTML page instead of the file; a route with a `gate` answers only once
+the test sets it (`reached` tells a request is waiting: a test kills the client meanwhile). Every response adds its body
 bytes to `bytes_sent` as they are written, so tests can assert how much of an archive a client transferred
 (a client that hangs up stops the count: the next write fails). `latency` delays every request and `rate`
 caps each response's bandwidth (the benchmark's stand-in for a remote server). Pure standard library.
@@ -10,7 +11,7 @@ caps each response's bandwidth (the benchmark's stand-in for a remote server). P
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 
@@ -27,6 +28,7 @@ class Route:
     behaviour: str = "ok"
     failures: int = 1
     gate: Optional[threading.Event] = None  # when set: the response waits until the test opens the gate
+    reached: threading.Event = field(default_factory=threading.Event)  # a gated route was asked for
 
 
 class MediaServer:
@@ -94,6 +96,7 @@ class MediaServer:
                     self._plain(404, b"not found")
                     return None
                 if route.gate is not None:
+                    route.reached.set()
                     route.gate.wait(120)
                 if route.behaviour == "fail_then_ok":
                     with server._lock:

@@ -388,3 +388,47 @@ def test_sample_media_extension_table():
     assert sample_media.infer_kind(pathlib.Path("x.mp4")) is None
     with pytest.raises(ValueError, match="not a image format"):
         sample_media.write_media(pathlib.Path("x.wav"), 0, kind="image")
+
+
+def test_npy_headers_are_parsed_one_thread_at_a_time(monkeypatch):
+    """numpy parses a .npy header with `ast.literal_eval`, which CPython 3.11 cannot run in two threads at once
+    ("SystemError: AST constructor recursion depth mismatch", seen when a download's fetch threads decode-checked
+    OpenShape files): `load_npy` parses headers under a lock, while reading the streams outside it."""
+    import threading
+
+    from numpy.lib import format as npformat
+
+    from emm1_lib.media.safe_npy import load_npy
+
+    parse = npformat.read_array_header_1_0
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def watched(f, *args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            threading.Event().wait(0.1)  # a parse in progress: any other thread parsing now overlaps it
+            return parse(f, *args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(npformat, "read_array_header_1_0", watched)
+    data = io.BytesIO()
+    np.save(data, np.arange(12.0).reshape(3, 4))
+    start = threading.Barrier(4)
+    results = [None] * 4
+
+    def read(i):
+        start.wait()
+        results[i] = load_npy(io.BytesIO(data.getvalue()), f"{i}.npy")
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.array_equal(r, np.arange(12.0).reshape(3, 4)) for r in results)
+    assert most[0] == 1

@@ -12,7 +12,8 @@ One test item per Python block and per shell command:
 - `emm1` / `eshot` commands are parsed by the real command-line entry points (`emm1_lib.tools.cli.main`,
   `emm1_lib.tools.eshot_cli.main`, which hand `export` / `validate` to their own parsers), then run in-process.
 - `python benchmarks/X.py ...` is parsed by the script's own parser, not run (benchmarks take minutes).
-- pip, venv, `python -m pytest` and Hub commands are recognised and skipped with their reason.
+- pip, venv, `python -m pytest`, Hub and `dask scheduler` / `dask worker` commands are recognised and skipped with
+  their reason.
 - Any other command fails: teach this file how to check it.
 A block preceded by `<!-- docs-test: no-run: REASON -->` is only compiled / parsed; one preceded by
 `<!-- docs-test: only-with REQUIREMENT -->` (`torch`, `datasets<4`) runs only where that holds. Every step
@@ -245,10 +246,12 @@ def classify(block: Block) -> List[Step]:
             step.kind = "benchmark"
         elif program in ("hf", "huggingface-cli"):
             step.skip_reason = "talks to the Hugging Face Hub (network, token): not run by the tests"
+        elif program == "dask" and tokens[1:2] in (["scheduler"], ["worker"]):
+            step.skip_reason = "starts a Dask scheduler or worker (a server that runs until stopped): not run by the tests"
         else:
             raise AssertionError(f"{block.doc}:{step.line}: unrecognised command {' '.join(tokens)!r}. "
                                  "tests/test_readme.py checks emm1, eshot, python benchmarks/..., python -m pytest, "
-                                 "pip, venv and hf commands; teach it how to check this one.")
+                                 "pip, venv, hf and dask scheduler/worker commands; teach it how to check this one.")
         steps.append(step)
     return steps
 

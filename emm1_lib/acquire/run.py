@@ -384,24 +384,22 @@ _COUNTING = threading.Lock()
 
 
 def run_task(task: Task, run: _Run, pool: ThreadPoolExecutor, report: SourceReport,
-             on_done: Optional[Callable[[Dict[str, object]], None]] = None) -> None:
-    """Fetch every item of `task` on `pool`, appending a manifest record per item and counting into `report`."""
+             on_done: Optional[Callable[[Dict[str, object]], None]] = None,
+             sink: Optional[Callable[[Dict[str, object]], None]] = None) -> None:
+    """Fetch every item of `task` on `pool`, appending a manifest record per item and counting into `report`.
+
+    `sink` receives each record instead of the run's manifest (a distributed worker returns them to the client)."""
     source = run.sources[task.source]
     rows = task.items.to_pylist()
     if source.kind in STREAMED_KINDS:
         records = _streamed_records(run, source, rows, pool)
     else:
         records = pool.map(lambda item: run.one(source, item), rows)
+    sink = sink or run.manifest.append
     for record in records:
-        run.manifest.append(record)
+        sink(record)
         with _COUNTING:  # the tasks of one source may run side by side
-            if record["status"] == "ok":
-                report.fetched += 1
-                report.bytes += int(record["bytes"])
-            else:
-                report.failed += 1
-                if len(report.errors) < 5:
-                    report.errors.append(f"{record['destination']}: {record['error']}")
+            count_record(report, record)
             if on_done is not None:
                 on_done(record)
 
@@ -452,18 +450,16 @@ def survey(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadO
     return reports
 
 
-def download(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions = DownloadOptions()
-             ) -> Dict[str, SourceReport]:
-    """Fetch every planned item not yet present into `root`; returns a report per source.
+def prepare(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions
+            ) -> Tuple[Manifest, Plan, Dict[str, SourceReport], "_Run"]:
+    """What every engine does before fetching: create ROOT, remove partial files a killed run left, count the
+    items already present (adopting decodable files without a record), survey the sources, check free space.
 
-    Items of sources without an entry or of kinds not supported yet are recorded in the manifest as
-    "not_fetchable" with the reason. Raises `InsufficientSpaceError` before fetching anything when the bytes
-    known to come (archive members) exceed the free space under `root`.
-    """
+    Returns the open manifest, the plan of the items still to fetch, a report per source and the run whose archive
+    directories and Hub listings the survey read (kept for fetching on this machine)."""
     os.makedirs(root, exist_ok=True)
     manifest = Manifest(manifest_path(root))
-    folders = {os.path.dirname(os.path.join(root, d)) for d in pc.unique(plan.items["destination"]).to_pylist()}
-    remove_partials(folders)
+    remove_partials(destination_folders(plan, root))
     present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
                              options.verify)
     run = _Run(root, sources, options, manifest)
@@ -472,10 +468,51 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
     expected = sum(r.expected_bytes or 0 for r in reports.values() if not r.bytes_at_most)
     free = shutil.disk_usage(root).free
     if options.check_space and expected > free:
+        manifest.close()
         raise InsufficientSpaceError(f"{root}: {expected} bytes to fetch from archives but only {free} free; "
                                      "free space or pass a smaller --limit / fewer --configs.")
     todo = plan.items.filter(pa.array(~present))
-    todo_plan = Plan(todo, {s: 1 for s in plan.source_counts})
+    return manifest, Plan(todo, {s: 1 for s in plan.source_counts}), reports, run
+
+
+def destination_folders(plan: Plan, root: str) -> List[str]:
+    """The folders the plan's files go to (where partial files of a killed run may lie)."""
+    return sorted({os.path.dirname(os.path.join(root, d)) for d in pc.unique(plan.items["destination"]).to_pylist()})
+
+
+def record_not_fetchable(task: Task, sources: Dict[str, Source], manifest: Manifest, report: SourceReport) -> bool:
+    """When the task's source cannot be fetched here (`unavailable_reason`), record its items "not_fetchable" with
+    the reason and return True (the engine skips the task); else False."""
+    reason = unavailable_reason(sources.get(task.source), task.source)
+    if reason is None:
+        return False
+    for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
+        manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
+    if reason not in report.errors:
+        report.errors.append(reason)
+    return True
+
+
+def count_record(report: SourceReport, record: Dict[str, object]) -> None:
+    """Add one item's outcome to its source's report."""
+    if record["status"] == "ok":
+        report.fetched += 1
+        report.bytes += int(record["bytes"])
+    else:
+        report.failed += 1
+        if len(report.errors) < 5:
+            report.errors.append(f"{record['destination']}: {record['error']}")
+
+
+def download(plan: Plan, root: str, sources: Dict[str, Source], options: DownloadOptions = DownloadOptions()
+             ) -> Dict[str, SourceReport]:
+    """Fetch every planned item not yet present into `root`; returns a report per source.
+
+    Items of sources without an entry or of kinds not supported yet are recorded in the manifest as
+    "not_fetchable" with the reason. Raises `InsufficientSpaceError` before fetching anything when the bytes
+    known to come (archive members) exceed the free space under `root`.
+    """
+    manifest, todo_plan, reports, run = prepare(plan, root, sources, options)
     bars: Dict[str, object] = {}
     streamed = [name for name, s in sources.items() if s.kind in STREAMED_KINDS]
     tasks = todo_plan.tasks(options.shard_items, whole=streamed)
@@ -489,13 +526,7 @@ def download(plan: Plan, root: str, sources: Dict[str, Source], options: Downloa
         running = []
         for task in tasks:
             report = reports[task.source]
-            source = sources.get(task.source)
-            reason = unavailable_reason(source, task.source)
-            if reason is not None:
-                for item in task.items.select(["destination", "modality", "id", "file_id"]).to_pylist():
-                    manifest.append({**item, "source": task.source, "status": "not_fetchable", "error": reason})
-                if reason not in report.errors:
-                    report.errors.append(reason)
+            if record_not_fetchable(task, sources, manifest, report):
                 continue
             on_done: Optional[Callable] = None
             if options.progress:

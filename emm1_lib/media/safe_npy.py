@@ -11,6 +11,7 @@ import operator
 import os
 import pickle
 import stat
+import threading
 import zipfile
 from typing import Any
 from typing import BinaryIO
@@ -199,6 +200,12 @@ def restricted_loads(data: bytes, name: str = "<pickle>") -> Any:
     return RestrictedUnpickler(io.BytesIO(data), name, max_bytes=allocation_budget(len(data))).load()
 
 
+# numpy parses a .npy header with `ast.literal_eval`; CPython 3.11's AST builder keeps its recursion depth in
+# interpreter-wide state, so two threads parsing at once can fail with "SystemError: AST constructor recursion
+# depth mismatch" (a download's fetch threads decode-check many .npy files at once). Headers are tiny: serialise.
+_HEADER_LOCK = threading.Lock()
+
+
 def _remaining_bytes(f: BinaryIO, limit: Optional[int]) -> Optional[int]:
     """Bytes left in `f` from its position, if knowable (bounded by `limit` for zip members)."""
     if limit is not None:
@@ -254,17 +261,24 @@ def read_npy_header(f: BinaryIO) -> Tuple[Tuple[int, ...], bool, np.dtype]:
     key = (version, length_bytes + header)
     parsed = _HEADER_CACHE.get(key)
     if parsed is None:
-        raw = io.BytesIO(key[1])  # numpy reads the length again and checks it against what is there
-        if version == (1, 0):
-            parsed = npformat.read_array_header_1_0(raw)
-        elif version == (2, 0):
-            parsed = npformat.read_array_header_2_0(raw)
-        else:  # 3.0 (utf-8 field names) has no public reader
-            parsed = _read_array_header_any_version(raw, version)
+        with _HEADER_LOCK:
+            parsed = _parse_npy_header(version, key[1])
         if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
             _HEADER_CACHE.clear()
         _HEADER_CACHE[key] = parsed
     return parsed
+
+
+def _parse_npy_header(version: Tuple[int, int], length_and_header: bytes) -> Tuple[Tuple[int, ...], bool, np.dtype]:
+    """numpy's own parse of a header (its length field included: numpy checks it against what is there)."""
+    from numpy.lib import format as npformat
+
+    raw = io.BytesIO(length_and_header)
+    if version == (1, 0):
+        return npformat.read_array_header_1_0(raw)
+    if version == (2, 0):
+        return npformat.read_array_header_2_0(raw)
+    return _read_array_header_any_version(raw, version)  # 3.0 (utf-8 field names) has no public reader
 
 
 def load_npy(f: BinaryIO, name: str = "<npy>", size: Optional[int] = None, plain_arrays: bool = True) -> Any:

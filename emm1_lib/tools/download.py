@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sources-file", action="append", default=[], metavar="FILE",
                         help="a JSON file of sources adding to / replacing the shipped ones (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--engine", choices=("threads", "dask"), default="threads",
+                        help="threads: this machine (default); dask: the tasks of the plan run on a Dask cluster "
+                             "(--scheduler), whose workers write into the shared ROOT; see docs/downloading.md")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="the Dask scheduler's address (--engine dask); ROOT must be the same path on every worker")
+    parser.add_argument("--shard-items", type=count_arg(1), default=1000,
+                        help="items per task (default 1000; a streamed archive is one task)")
     parser.add_argument("--stand-in", metavar="MEDIA",
                         help="a trial on `emm1 sample` output: serve stand-ins of the EShot sources (YouTube, OpenShape) "
                              "made from the sample's media folder MEDIA on 127.0.0.1, and fetch from them")
@@ -65,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.engine == "dask") != (args.scheduler is not None):
+        parser.error("--engine dask needs --scheduler tcp://HOST:PORT, and --scheduler needs --engine dask")
     if args.stand_in:
         from emm1_lib.testing.standin_sources import StandinSources
 
@@ -102,16 +112,27 @@ def _run(args: argparse.Namespace, mirrors) -> int:
         print(f"emm1 download: warning: {count} item(s) of source {name!r} have no entry in the sources file; "
               "they are reported, not fetched (add an entry with --sources-file)", file=sys.stderr)
     options = DownloadOptions(workers=args.workers, per_host=args.per_host, timeout=args.timeout, retries=args.retries,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, shard_items=args.shard_items)
     print(f"plan: {plan.items.num_rows} file(s) from {len(plan.source_counts)} source(s) for "
           f"{', '.join(args.configs or ['every config'])}")
     if args.dry_run:
         print(format_reports(survey(plan, root, sources, options), dry_run=True))
         return 0
     try:
-        reports = download(plan, root, sources, options)
+        if args.engine == "dask":
+            from emm1_lib.acquire.engines import DaskOptions, download_dask
+
+            reports = download_dask(plan, root, sources, options, DaskOptions(args.scheduler))
+        else:
+            reports = download(plan, root, sources, options)
     except InsufficientSpaceError as err:
         print(f"emm1 download: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if args.engine != "dask":
+            raise
+        print(f"emm1 download: error: {err}; is a Dask scheduler (`dask scheduler`) running at {args.scheduler}, "
+              "reachable from here?", file=sys.stderr)
         return 1
     print(format_reports(reports))
     failed = sum(r.failed + r.not_fetchable for r in reports.values())

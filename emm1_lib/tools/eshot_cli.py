@@ -1,4 +1,12 @@
-"""`eshot evaluate`: score embedding files on the EShot benchmark from the command line.
+"""`eshot embed` / `eshot evaluate`: embed the EShot media, score embedding files on the EShot benchmark.
+
+    eshot embed --data-dir /data/eshot --root-data-path /data/media --output-dir emb/ [--embedder my_model:embed]
+
+`eshot embed` builds the `eshot_audio` and `eshot_points` configs (every clip and point cloud decoded by the
+builders), runs an embedder over batches of each (default: the deterministic BASELINE of
+`emm1_lib.tools.eshot_baseline`, a floor, not a model; `--embedder module:function` names your own
+`embed(batch) -> np.ndarray`), and writes `audio.npy` and `points.npy` in dataset order, the files `eshot evaluate`
+reads. A file that does not decode stops it with exit status 2, naming the file.
 
     eshot evaluate --audio-embeddings audio.npy --points-embeddings points.npy --data-dir /data/eshot \\
         --output-dir results/
@@ -308,6 +316,94 @@ def _make_output_dir(path: str) -> None:
         raise CLIError(f"--output-dir {os.path.abspath(path)}: cannot write there ({err.strerror or err}).") from None
 
 
+def load_embedder(spec: Optional[str]):
+    """The embedder named `module:function` (the module imported from the current folder or the Python path), or
+    the baseline when `spec` is None."""
+    if spec is None:
+        from emm1_lib.tools.eshot_baseline import baseline_embed
+
+        return baseline_embed
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise CLIError(f"--embedder {spec!r}: expected MODULE:FUNCTION, e.g. my_model:embed (my_model.py in the "
+                       "current folder or on PYTHONPATH).")
+    import importlib
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's module beside them
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise CLIError(f"--embedder {spec!r}: cannot import {module_name!r} ({err}).") from None
+    embedder = getattr(module, name, None)
+    if not callable(embedder):
+        raise CLIError(f"--embedder {spec!r}: {module_name} has no callable {name!r}.")
+    return embedder
+
+
+def embed_config(modality: str, data_dir: str, root_data_path: str, embedder, batch_size: int = 32,
+                 cache_dir: Optional[str] = None, name: str = "embedder",
+                 media_options: Optional[Dict[str, Dict[str, object]]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Build config `eshot_{modality}`, decode every example and run `embedder` over batches of `batch_size` rows.
+
+    `media_options`: the builder's per-modality decoding options, e.g. `{"audio": {"sampling_rate": 16000},
+    "points": {"num_points": 2048}}`.
+
+    Returns `(ids, embeddings)` sorted by id (the dataset order `eshot evaluate` expects of a `.npy` file). Raises
+    `CLIError` when the embedder returns the wrong number of rows, not a 2-D array, or rows of another width than
+    its other batches; decode errors (`MediaDecodeError`, naming the file) propagate.
+    """
+    from emm1_lib.builders.eshot import EShot
+
+    builder = EShot(config_name=f"eshot_{modality}", data_dir=data_dir, root_data_path=root_data_path,
+                    cache_dir=cache_dir, media_options=media_options or {})
+    builder.download_and_prepare()
+    dataset = builder.as_dataset(split="test")
+    id_column = ID_COLUMNS[modality]
+    ids, rows = [], []
+    for batch in dataset.iter(batch_size=batch_size):
+        out = np.asarray(embedder(batch))
+        n = len(batch[id_column])
+        if out.ndim != 2 or out.shape[0] != n:
+            raise CLIError(f"{name} returned shape {out.shape} for a batch of {n} eshot_{modality} examples (ids "
+                           f"{batch[id_column][0]}..{batch[id_column][-1]}); expected ({n}, d).")
+        if rows and out.shape[1] != rows[0].shape[1]:
+            raise CLIError(f"{name} returned {out.shape[1]} values per eshot_{modality} example, then "
+                           f"{rows[0].shape[1]} before: one width for every batch.")
+        ids.extend(batch[id_column])
+        rows.append(out.astype(np.float32))
+    ids_array = np.asarray(ids, dtype=np.int64)
+    matrix = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    order = np.argsort(ids_array, kind="stable")
+    return ids_array[order], matrix[order]
+
+
+def _embed_main(args) -> int:
+    from emm1_lib.media.files import MediaError
+
+    try:
+        embedder = load_embedder(args.embedder)
+        name = args.embedder or "the baseline embedder"
+        media_options = {m: o for m, o in (("audio", {"sampling_rate": args.sampling_rate}),
+                                           ("points", {"num_points": args.num_points})) if None not in o.values()}
+        _make_output_dir(args.output_dir)
+        written = []
+        for modality in ("audio", "points"):
+            _, matrix = embed_config(modality, args.data_dir, args.root_data_path, embedder, args.batch_size,
+                                     args.cache_dir, name, media_options)
+            path = os.path.join(args.output_dir, f"{modality}.npy")
+            np.save(path, matrix)
+            written.append((modality, path, matrix.shape))
+    except (CLIError, EMM1DataError, MediaError) as err:
+        print(f"eshot: error: {err}", file=sys.stderr)
+        return 2
+    for modality, path, shape in written:
+        print(f"wrote {path}: {shape[0]} {modality} embeddings of dimension {shape[1]}")
+    print(f"score them: eshot evaluate --audio-embeddings {written[0][1]} --points-embeddings {written[1][1]} "
+          f"--data-dir {args.data_dir}")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eshot", description="EShot zero-shot audio <-> point-cloud benchmark.",
@@ -330,12 +426,32 @@ def _build_parser() -> argparse.ArgumentParser:
                      "eshot_point_id, else id)")
     run.add_argument("--embedding-column", help="embedding column of Parquet/Arrow files (default: the list column)")
     run.add_argument("--no-plot", action="store_true", help="skip the PNG bar charts")
+    embed = commands.add_parser(
+        "embed", help="embed every EShot clip and point cloud (default: the BASELINE extractor, not a model)",
+        description="Decode every clip and point cloud of the eshot_audio and eshot_points configs and embed them "
+                    "with EMBEDDER (default: the deterministic baseline of emm1_lib.tools.eshot_baseline: log-mel "
+                    "and shape statistics, a floor near chance, not a model). Writes OUTPUT_DIR/audio.npy and "
+                    "OUTPUT_DIR/points.npy in dataset order, for `eshot evaluate`.",
+        epilog="Exit status: 0 success, 2 bad arguments or inputs (a media file that does not decode, named).",
+    )
+    embed.add_argument("--data-dir", required=True, help="the eshot/ folder (or a parent holding it)")
+    embed.add_argument("--root-data-path", required=True, help="the media root (eshot/audio/..., eshot/points/...)")
+    embed.add_argument("--output-dir", default="eshot-embeddings", help="where audio.npy and points.npy go")
+    embed.add_argument("--embedder", metavar="MODULE:FUNCTION",
+                       help="your embed(batch) -> np.ndarray (batch: a dict of columns of one config, with the "
+                            "decoded 'audio' or 'points' column); default: the baseline")
+    embed.add_argument("--batch-size", type=int, default=32, help="examples per embedder call (default 32)")
+    embed.add_argument("--sampling-rate", type=int, help="decode audio at this rate (default: each file's own)")
+    embed.add_argument("--num-points", type=int, help="decode point clouds to this many points (default: as stored)")
+    embed.add_argument("--cache-dir", help="the datasets cache for the prepared configs (default: datasets' own)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `eshot` console script; returns the exit status."""
     args = _build_parser().parse_args(argv)
+    if args.command == "embed":
+        return _embed_main(args)
     try:
         result = evaluate_files(
             args.audio_embeddings, args.points_embeddings, args.data_dir, k=args.k,
