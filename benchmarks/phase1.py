@@ -39,6 +39,7 @@ MODALITIES = ("image", "audio", "video", "points")
 # A media root as users pass it; paths are not opened (nothing decodes), only their length matters.
 DEFAULT_ROOT = "/data/e-mm1"
 TREE_VERSION = 2  # bump when the generated tree changes, so cached trees are rebuilt
+REAL_TREE_VERSION = 1  # the same, for the real-sized tree
 TIMED_DONE = ".timed-done"  # a child creates this file in its output folder when its timed work ends
 
 
@@ -81,11 +82,17 @@ def _realistic_text_csv(path: str, seed: int) -> None:
     os.replace(tmp, path)
 
 
-def ensure_tree(tree_dir: str, scale: float) -> str:
-    """Generate the metadata tree once (metadata only, no media files); return its metadata folder (the data_dir)."""
+def ensure_tree(tree_dir: str, scale: float, sizes: str = "real") -> str:
+    """Generate the metadata tree once (metadata only, no media files); return its metadata folder (the data_dir).
+
+    `sizes="real"`: every E-MM1:100M CSV at the release's size times `scale` (`realsize.py`); `"small"`: the
+    earlier, smaller tree (3,000,000 infos rows per modality, ~100-byte captions), kept for comparisons.
+    """
     marker = os.path.join(tree_dir, "COMPLETE.json")
     params = {"version": TREE_VERSION, "num_captions": max(100, int(FULL_CAPTIONS * scale)),
               "num_media": max(50, int(FULL_MEDIA * scale)), "num_neighbours": NUM_NEIGHBOURS}
+    if sizes == "real":
+        params = {"version": REAL_TREE_VERSION, "sizes": "real", "scale": scale, "num_neighbours": NUM_NEIGHBOURS}
     if os.path.exists(marker):
         with open(marker) as f:
             if json.load(f) == params:
@@ -96,12 +103,21 @@ def ensure_tree(tree_dir: str, scale: float) -> str:
 
     started = time.perf_counter()
     print(f"generating the benchmark tree in {tree_dir} ({params}) ...", flush=True)
-    tree = generate_sample_tree(tree_dir, num_captions=params["num_captions"], num_media=params["num_media"],
-                                num_neighbours=NUM_NEIGHBOURS, num_triplets=60, media=False, seed=0)
-    _realistic_text_csv(os.path.join(tree.phase1_dir, "infos", "text.csv"), seed=1)
+    if sizes == "real":
+        # phase 2 and EShot small (phase 1 is what is timed); phase 1 replaced by the real-sized files
+        tree = generate_sample_tree(tree_dir, num_captions=200, num_media=50, num_neighbours=1, num_triplets=60,
+                                    media=False, seed=0)
+        shutil.rmtree(tree.phase1_dir)
+        import realsize
+
+        params["rows"] = realsize.generate_real_phase1(tree.phase1_dir, scale, seed=0)
+    else:
+        tree = generate_sample_tree(tree_dir, num_captions=params["num_captions"], num_media=params["num_media"],
+                                    num_neighbours=NUM_NEIGHBOURS, num_triplets=60, media=False, seed=0)
+        _realistic_text_csv(os.path.join(tree.phase1_dir, "infos", "text.csv"), seed=1)
     with open(marker, "w") as f:
-        json.dump(params, f)
-    print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
+        json.dump({k: v for k, v in params.items() if k != "rows"}, f)
+    print(f"generated in {time.perf_counter() - started:.0f} s; rows {params.get('rows', '')}", flush=True)
     return tree.metadata_dir
 
 
