@@ -76,12 +76,14 @@ class MappedColumn:
     that inherits the object may read the file but never deletes it.
     """
 
-    def __init__(self, path: str, value_type: pa.DataType, bounds: np.ndarray):
+    def __init__(self, path: str, value_type: pa.DataType, bounds: np.ndarray, owned: bool = True):
+        """`owned=False`: the file is someone else's (a shared cache entry): read it, never delete it."""
         self.path = path
         self.type = value_type
         self._bounds = bounds
-        self._remove = weakref.finalize(self, _remove_own_file, path, os.getpid())
-        _remove_at_worker_exit(self, self._remove)
+        self._remove = weakref.finalize(self, _remove_own_file, path, os.getpid()) if owned else (lambda: None)
+        if owned:
+            _remove_at_worker_exit(self, self._remove)
 
     @classmethod
     def write(cls, chunks: Iterable[pa.Array], value_type: pa.DataType, folder: str,
