@@ -721,7 +721,8 @@ class EMM1(datasets.ArrowBasedBuilder):
             for shard_index, (path, row_group, first_row) in enumerate(shards):
                 described = files[path]
                 row = first_row
-                for batch_index, batch in enumerate(prejoined.iter_row_group(described, row_group, self.config.batch_size)):
+                batch_rows = prejoined.pipelined_batch_rows(described.row_groups[row_group], self.config.batch_size)
+                for batch_index, batch in enumerate(prejoined.iter_row_group(described, row_group, batch_rows)):
                     where = rules.Rows.parquet(row, span=f" (row group {row_group})")
                     row += batch.num_rows
                     if phase1:
@@ -731,8 +732,8 @@ class EMM1(datasets.ArrowBasedBuilder):
                     yield table_key(shard_index, batch_index), table
 
         # The next batch is read and built (its modalities side by side: Arrow's kernels release the GIL) while
-        # `datasets` writes this one's table. Memory: those two batches (at most `batch_size` rows each; a row
-        # group is decoded one batch at a time), never a whole file.
+        # `datasets` writes this one's table. Memory: those two batches, together at most one row group's rows
+        # (`pipelined_batch_rows`; a row group is decoded one batch at a time), never a whole file.
         with ThreadPoolExecutor(max_workers=_TABLE_WORKERS, thread_name_prefix="emm1-table") as pool:
             yield from prefetched(tables())
         for column, (count, files) in dangling.items():
