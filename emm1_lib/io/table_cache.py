@@ -133,9 +133,10 @@ def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema
 
 
 def read_entry(path: str) -> pa.Table:
-    """The whole entry as a table whose buffers map the file (nothing copied; pages load as they are read)."""
-    with pa.memory_map(path) as mapped:
-        return pa.ipc.open_file(mapped).read_all()
+    """The whole entry as a table in memory: one sequential read. (Mapped instead, the random gathers of a
+    preparation would fault its pages in one by one, from disk once writing the output has evicted them.)"""
+    with pa.OSFile(path) as f:
+        return pa.ipc.open_file(f).read_all()
 
 
 def batch_lengths(path: str) -> list:
@@ -145,7 +146,7 @@ def batch_lengths(path: str) -> list:
 
 
 def column_of_batches(path: str, column: int, each: Callable[[pa.Array], object]) -> list:
-    """`each(batch.column(column))` for every batch of the entry, in order."""
+    """`each(batch.column(column))` for every batch of the entry, in order. Mapped: only that column's pages load."""
     with pa.memory_map(path) as mapped:
         reader = pa.ipc.open_file(mapped)
         return [each(reader.get_batch(i).column(column)) for i in range(reader.num_record_batches)]
