@@ -196,7 +196,8 @@ def child_polars(args) -> dict:
     nn1_groups = nn1_groups.join(text_info.select(["encord_text_id", "caption"]), on="encord_text_id", how="left")
     out_file = os.path.join(args.out, "nn_1.parquet")
     nn1_groups.write_parquet(out_file)
-    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(args.out), "out_bytes": os.path.getsize(out_file)}
+    result = {"op_s": time.perf_counter() - _T0, "cpu_s": _cpu_seconds(), "memory": _memory_status(args.out),
+              "out_bytes": os.path.getsize(out_file)}
     result["digest"] = _digest_arrow(nn1_groups.to_arrow())
     return result
 
@@ -507,8 +508,9 @@ def print_report(report: dict) -> None:
     print(f"\nscale {report['scale']}, options {report['options'] or '{}'}; medians (and minima) of "
           f"{max(len(r) for r in results.values())} interleaved repeats, each in a fresh process")
     base_min = min((r["wall_s"] for r in base if "timeout" not in r), default=None)
-    print(f"{'contender':28s} {'wall s':>8s} {'x (a)':>6s} {'min s':>7s} {'x (a)':>6s} {'peak RSS':>10s} {'x (a)':>6s} "
-          f"{'rows':>11s} {'out bytes':>10s} {'B/row':>6s}")
+    base_cpu = _median(base, "cpu_s")
+    print(f"{'contender':34s} {'wall s':>8s} {'x (a)':>6s} {'min s':>7s} {'x (a)':>6s} {'CPU s':>7s} {'x (a)':>6s} "
+          f"{'peak RSS':>10s} {'x (a)':>6s} {'rows':>11s} {'out bytes':>10s} {'B/row':>6s}")
     names = {"polars": "(a) polars recipe -> Parquet", "builder": "(b) builder, cold cache",
              "csv_map": "(c) load_dataset(csv)+map", "load_dataset": "(b') load_dataset, cold cache",
              "builder_warm": "(b) builder, infos cached", "load_dataset_warm": "(b') load_dataset, infos cached"}
@@ -516,15 +518,17 @@ def print_report(report: dict) -> None:
     for kind, runs in results.items():
         done = [r for r in runs if "timeout" not in r]
         if not done:
-            print(f"{names.get(kind, kind):28s} timed out after {runs[0]['timeout']:.0f} s")
+            print(f"{names.get(kind, kind):34s} timed out after {runs[0]['timeout']:.0f} s")
             continue
         wall, rss = _median(done, "wall_s"), _median(done, "peak_rss")
         rows = done[0]["digest"]["rows"]
         out_bytes = _median(done, "out_bytes")
         note = f"  (first {done[0]['capped_rows']} rows only)" if done[0].get("capped_rows") else ""
         fastest = min(r["wall_s"] for r in done)
-        print(f"{names.get(kind, kind):28s} {wall:8.2f} {wall / base_wall if base_wall else 0:6.2f} "
-              f"{fastest:7.2f} {fastest / base_min if base_min else 0:6.2f} {_gb(rss):>10s} "
+        cpu = _median(done, "cpu_s") or 0
+        print(f"{names.get(kind, kind):34s} {wall:8.2f} {wall / base_wall if base_wall else 0:6.2f} "
+              f"{fastest:7.2f} {fastest / base_min if base_min else 0:6.2f} "
+              f"{cpu:7.2f} {cpu / base_cpu if base_cpu else 0:6.2f} {_gb(rss):>10s} "
               f"{rss / base_rss if base_rss else 0:6.2f} {rows:11,d} {_gb(out_bytes):>10s} "
               f"{(out_bytes or 0) / max(rows, 1):6.0f}{note}")
     print_agreement(results)
