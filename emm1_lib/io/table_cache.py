@@ -122,7 +122,11 @@ def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema
             os.remove(tmp)
             return None
         path = entry_path(folder, source, what)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except PermissionError:  # Windows: another process has the old entry open; it stays until next time
+            os.remove(tmp)
+            return None
         return path
     except BaseException:
         try:
