@@ -12,6 +12,9 @@ drift of the shared machine hits them alike. Ratios are against (a), measured in
 
 (a) polars: the seed's phase-1 recipe for `nn_1` (read CSVs, four joins, caption join), writing Parquet.
 (b) builder: `EMM1("phase1_nn1").download_and_prepare()` into a fresh (cold) `datasets` cache.
+(b') load_dataset: `datasets.load_dataset("emm1", "phase1_nn1", ...)`, the same preparation by the route users take.
+    `builder_warm` / `load_dataset_warm`: (b) / (b') with the infos tables' Arrow cache (`<cache_dir>/emm1-infos/`)
+    left by an earlier run (one untimed preparation warms it); each run's prepared output is still new.
 (c) csv+map: `load_dataset("csv")` of the grouping file and the infos tables, then `map(batched=True)`
     joining through Python dicts — what a `datasets` user does without the builder. Slow: capped by
     `--csv-map-rows` and `--timeout` (the output says when a cap applied).
@@ -39,6 +42,7 @@ MODALITIES = ("image", "audio", "video", "points")
 # A media root as users pass it; paths are not opened (nothing decodes), only their length matters.
 DEFAULT_ROOT = "/data/e-mm1"
 TREE_VERSION = 2  # bump when the generated tree changes, so cached trees are rebuilt
+REAL_TREE_VERSION = 1  # the same, for the real-sized tree
 TIMED_DONE = ".timed-done"  # a child creates this file in its output folder when its timed work ends
 
 
@@ -81,11 +85,17 @@ def _realistic_text_csv(path: str, seed: int) -> None:
     os.replace(tmp, path)
 
 
-def ensure_tree(tree_dir: str, scale: float) -> str:
-    """Generate the metadata tree once (metadata only, no media files); return its metadata folder (the data_dir)."""
+def ensure_tree(tree_dir: str, scale: float, sizes: str = "real") -> str:
+    """Generate the metadata tree once (metadata only, no media files); return its metadata folder (the data_dir).
+
+    `sizes="real"`: every E-MM1:100M CSV at the release's size times `scale` (`realsize.py`); `"small"`: the
+    earlier, smaller tree (3,000,000 infos rows per modality, ~100-byte captions), kept for comparisons.
+    """
     marker = os.path.join(tree_dir, "COMPLETE.json")
     params = {"version": TREE_VERSION, "num_captions": max(100, int(FULL_CAPTIONS * scale)),
               "num_media": max(50, int(FULL_MEDIA * scale)), "num_neighbours": NUM_NEIGHBOURS}
+    if sizes == "real":
+        params = {"version": REAL_TREE_VERSION, "sizes": "real", "scale": scale, "num_neighbours": NUM_NEIGHBOURS}
     if os.path.exists(marker):
         with open(marker) as f:
             if json.load(f) == params:
@@ -96,12 +106,21 @@ def ensure_tree(tree_dir: str, scale: float) -> str:
 
     started = time.perf_counter()
     print(f"generating the benchmark tree in {tree_dir} ({params}) ...", flush=True)
-    tree = generate_sample_tree(tree_dir, num_captions=params["num_captions"], num_media=params["num_media"],
-                                num_neighbours=NUM_NEIGHBOURS, num_triplets=60, media=False, seed=0)
-    _realistic_text_csv(os.path.join(tree.phase1_dir, "infos", "text.csv"), seed=1)
+    if sizes == "real":
+        # phase 2 and EShot small (phase 1 is what is timed); phase 1 replaced by the real-sized files
+        tree = generate_sample_tree(tree_dir, num_captions=200, num_media=50, num_neighbours=1, num_triplets=60,
+                                    media=False, seed=0)
+        shutil.rmtree(tree.phase1_dir)
+        import realsize
+
+        params["rows"] = realsize.generate_real_phase1(tree.phase1_dir, scale, seed=0)
+    else:
+        tree = generate_sample_tree(tree_dir, num_captions=params["num_captions"], num_media=params["num_media"],
+                                    num_neighbours=NUM_NEIGHBOURS, num_triplets=60, media=False, seed=0)
+        _realistic_text_csv(os.path.join(tree.phase1_dir, "infos", "text.csv"), seed=1)
     with open(marker, "w") as f:
-        json.dump(params, f)
-    print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
+        json.dump({k: v for k, v in params.items() if k != "rows"}, f)
+    print(f"generated in {time.perf_counter() - started:.0f} s; rows {params.get('rows', '')}", flush=True)
     return tree.metadata_dir
 
 
@@ -177,7 +196,8 @@ def child_polars(args) -> dict:
     nn1_groups = nn1_groups.join(text_info.select(["encord_text_id", "caption"]), on="encord_text_id", how="left")
     out_file = os.path.join(args.out, "nn_1.parquet")
     nn1_groups.write_parquet(out_file)
-    result = {"op_s": time.perf_counter() - _T0, "memory": _memory_status(args.out), "out_bytes": os.path.getsize(out_file)}
+    result = {"op_s": time.perf_counter() - _T0, "cpu_s": _cpu_seconds(), "memory": _memory_status(args.out),
+              "out_bytes": os.path.getsize(out_file)}
     result["digest"] = _digest_arrow(nn1_groups.to_arrow())
     return result
 
@@ -204,6 +224,27 @@ def child_builder(args) -> dict:
         result["digest"] = _digest_arrow(builder.as_dataset(split="train").data.table)
     else:
         result["digest"] = {"rows": builder.info.splits["train"].num_examples}
+    return result
+
+
+def child_load_dataset(args) -> dict:
+    """(b') `datasets.load_dataset("emm1", ...)` in a fresh process: the route most users take (imports and any
+    listing included), into `args.out` as the cache."""
+    import warnings
+
+    import datasets
+
+    sys.path.insert(0, args.repo)
+    import emm1  # noqa: F401  (registers the "emm1" module)
+
+    options = json.loads(args.options or "{}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = datasets.load_dataset("emm1", args.config, data_dir=args.tree, root_data_path=args.root, cache_dir=args.out,
+                                   split="train", num_proc=args.num_proc if args.num_proc > 1 else None, **options)
+    result = {"op_s": time.perf_counter() - _T0, "cpu_s": _cpu_seconds(), "memory": _memory_status(args.out),
+              "out_bytes": sum(os.path.getsize(f["filename"]) for f in ds.cache_files)}
+    result["digest"] = _digest_arrow(ds.data.table) if args.verify else {"rows": ds.num_rows}
     return result
 
 
@@ -300,7 +341,18 @@ def child_csv_map(args) -> dict:
 
 
 CHILDREN = {"polars": child_polars, "builder": child_builder, "warm": child_warm, "stream": child_stream,
-            "csv_map": child_csv_map}
+            "csv_map": child_csv_map, "load_dataset": child_load_dataset}
+# Contenders that reuse the infos cache (`<cache_dir>/emm1-infos/`) of earlier runs: they share one cache folder,
+# warmed once before the timed runs; their prepared output is removed after each run, the infos cache kept.
+INFOS_WARM = {"builder_warm": "builder", "load_dataset_warm": "load_dataset"}
+INFOS_CACHE_FOLDER = "emm1-infos"
+
+
+def _clear_except_infos_cache(cache: str) -> None:
+    for name in os.listdir(cache):
+        if name != INFOS_CACHE_FOLDER:
+            path = os.path.join(cache, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 # -- the parent: run children, sample memory, print the table ---------------------------------------
@@ -376,8 +428,13 @@ def _median(results, key):
     return statistics.median(values) if values else None
 
 
+def default_tree_dir(sizes: str, scale: float) -> str:
+    label = "full" if scale == 1 else f"{scale:g}"
+    return f"~/.cache/emm1/bench-{label}" if sizes == "small" else f"~/.cache/emm1/bench-real-{label}"
+
+
 def main_benchmark(args) -> dict:
-    args.tree_dir = ensure_tree(args.tree_dir, args.scale)
+    args.tree_dir = ensure_tree(args.tree_dir, args.scale, args.sizes)
     facts = tree_facts(args.tree_dir)
     print(f"tree: {args.tree_dir}  nn_1 {_gb(facts['nn_1_bytes'])}, all CSVs {_gb(facts['all_csv_bytes'])}", flush=True)
     work = args.work_dir
@@ -388,25 +445,35 @@ def main_benchmark(args) -> dict:
     options = args.options
     results = {c: [] for c in contenders}
     warm_cache = None
+    shared_cache = os.path.join(work, "shared-cache")
+    if any(c in INFOS_WARM for c in contenders):
+        os.makedirs(shared_cache)
+        warming = run_child("builder", args, shared_cache, args.timeout, config="phase1_nn1", options=options, num_proc=1)
+        _clear_except_infos_cache(shared_cache)
+        print(f"  infos cache warmed in {warming['wall_s']:.2f} s (one cold preparation, not counted)", flush=True)
     for repeat in range(args.repeats):
         order = contenders[repeat % len(contenders):] + contenders[:repeat % len(contenders)]
         for kind in order:
-            out = os.path.join(work, f"{kind}-{repeat}")
-            os.makedirs(out)
+            infos_warm = kind in INFOS_WARM
+            out = shared_cache if infos_warm else os.path.join(work, f"{kind}-{repeat}")
+            os.makedirs(out, exist_ok=infos_warm)
             base = kind.startswith("base")
-            extra = {"config": "phase1_nn1", "options": options, "num_proc": 1} if kind == "builder" or base else {}
+            builds = kind in ("builder", "load_dataset") or infos_warm or base
+            extra = {"config": "phase1_nn1", "options": options, "num_proc": 1} if builds else {}
             if base:  # the builder of another checkout (before/after comparisons)
                 extra.update(repo=args.compare_repo[int(kind[4:])], options=args.compare_options or options)
             if kind == "csv_map":
                 extra["rows"] = args.csv_map_rows
             if args.verify:
                 extra["verify"] = True
-            result = run_child("builder" if base else kind, args, out, args.timeout, **extra)
+            result = run_child("builder" if base else INFOS_WARM.get(kind, kind), args, out, args.timeout, **extra)
             results[kind].append(result)
             print(f"  repeat {repeat} {kind:8s} wall {result['wall_s']:7.2f} s  peak {_gb(result.get('peak_rss'))}"
                   + (" (TIMEOUT)" if "timeout" in result else ""), flush=True)
             if kind == "builder" and repeat == args.repeats - 1:
                 warm_cache = out  # keep the last prepared cache for the warm load
+            elif infos_warm:
+                _clear_except_infos_cache(out)
             else:
                 shutil.rmtree(out, ignore_errors=True)
     extras = {}
@@ -441,23 +508,27 @@ def print_report(report: dict) -> None:
     print(f"\nscale {report['scale']}, options {report['options'] or '{}'}; medians (and minima) of "
           f"{max(len(r) for r in results.values())} interleaved repeats, each in a fresh process")
     base_min = min((r["wall_s"] for r in base if "timeout" not in r), default=None)
-    print(f"{'contender':28s} {'wall s':>8s} {'x (a)':>6s} {'min s':>7s} {'x (a)':>6s} {'peak RSS':>10s} {'x (a)':>6s} "
-          f"{'rows':>11s} {'out bytes':>10s} {'B/row':>6s}")
+    base_cpu = _median(base, "cpu_s")
+    print(f"{'contender':34s} {'wall s':>8s} {'x (a)':>6s} {'min s':>7s} {'x (a)':>6s} {'CPU s':>7s} {'x (a)':>6s} "
+          f"{'peak RSS':>10s} {'x (a)':>6s} {'rows':>11s} {'out bytes':>10s} {'B/row':>6s}")
     names = {"polars": "(a) polars recipe -> Parquet", "builder": "(b) builder, cold cache",
-             "csv_map": "(c) load_dataset(csv)+map"}
+             "csv_map": "(c) load_dataset(csv)+map", "load_dataset": "(b') load_dataset, cold cache",
+             "builder_warm": "(b) builder, infos cached", "load_dataset_warm": "(b') load_dataset, infos cached"}
     names.update({f"base{i}": f"(b{i}) builder of {repo}" for i, repo in enumerate(report.get("compare_repo") or [])})
     for kind, runs in results.items():
         done = [r for r in runs if "timeout" not in r]
         if not done:
-            print(f"{names.get(kind, kind):28s} timed out after {runs[0]['timeout']:.0f} s")
+            print(f"{names.get(kind, kind):34s} timed out after {runs[0]['timeout']:.0f} s")
             continue
         wall, rss = _median(done, "wall_s"), _median(done, "peak_rss")
         rows = done[0]["digest"]["rows"]
         out_bytes = _median(done, "out_bytes")
         note = f"  (first {done[0]['capped_rows']} rows only)" if done[0].get("capped_rows") else ""
         fastest = min(r["wall_s"] for r in done)
-        print(f"{names.get(kind, kind):28s} {wall:8.2f} {wall / base_wall if base_wall else 0:6.2f} "
-              f"{fastest:7.2f} {fastest / base_min if base_min else 0:6.2f} {_gb(rss):>10s} "
+        cpu = _median(done, "cpu_s") or 0
+        print(f"{names.get(kind, kind):34s} {wall:8.2f} {wall / base_wall if base_wall else 0:6.2f} "
+              f"{fastest:7.2f} {fastest / base_min if base_min else 0:6.2f} "
+              f"{cpu:7.2f} {cpu / base_cpu if base_cpu else 0:6.2f} {_gb(rss):>10s} "
               f"{rss / base_rss if base_rss else 0:6.2f} {rows:11,d} {_gb(out_bytes):>10s} "
               f"{(out_bytes or 0) / max(rows, 1):6.0f}{note}")
     print_agreement(results)
@@ -501,7 +572,9 @@ def print_agreement(results) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full E-MM1:100M size (default 1)")
-    parser.add_argument("--tree-dir", help="where the generated tree is cached (default ~/.cache/emm1/bench-{scale})")
+    parser.add_argument("--sizes", choices=("real", "small"), default="real",
+                        help="real: each CSV at the release's size (times --scale); small: the earlier, smaller tree")
+    parser.add_argument("--tree-dir", help="where the generated tree is cached (default ~/.cache/emm1/bench-{sizes}-{scale})")
     parser.add_argument("--work-dir", default=None, help="scratch space for outputs (default: beside the tree)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--contenders", default="polars,builder,csv_map")
@@ -528,8 +601,7 @@ def parse_args(argv=None):
     parser.add_argument("--rows", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--repo", default=REPO, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    label = "full" if args.scale == 1 else f"{args.scale:g}"
-    args.tree_dir = os.path.abspath(os.path.expanduser(args.tree_dir or f"~/.cache/emm1/bench-{label}"))
+    args.tree_dir = os.path.abspath(os.path.expanduser(args.tree_dir or default_tree_dir(args.sizes, args.scale)))
     args.work_dir = os.path.abspath(args.work_dir or args.tree_dir + "-work")
     return args
 

@@ -12,7 +12,9 @@ process (phase1.py's child), into a fresh `datasets` cache:
 
 (csv)     `EMM1(config).download_and_prepare()` with `data_dir` = the CSV tree (reads the grouping file and
           the infos tables, joins);
-(parquet) the same call with `data_dir` = the pre-joined tree (reads row groups, joins paths only).
+(parquet) the same call with `data_dir` = the pre-joined tree (reads row groups, joins paths only);
+(csv_warm) (csv) with the infos tables' Arrow cache of an earlier run (`<cache_dir>/emm1-infos/`, warmed once,
+          untimed): what preparing a second config from the CSVs costs.
 
 Times are the child's `op_s`: from the process start (imports included) to the end of `download_and_prepare`
 (the `--verify` digest, computed afterwards, is not timed); CPU seconds (user + system, workers included) are
@@ -31,7 +33,7 @@ sys.path.insert(0, HERE)
 import phase1  # noqa: E402  (the tree, the child processes and their measurements)
 
 REPO = os.path.dirname(HERE)
-CONTENDERS = ("csv", "parquet")
+CONTENDERS = ("csv", "parquet", "csv_warm")
 
 
 def ensure_prejoined(tree: str, hub_dir: str, nn_indices) -> dict:
@@ -60,7 +62,8 @@ def ensure_prejoined(tree: str, hub_dir: str, nn_indices) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full E-MM1:100M size (default 1)")
-    parser.add_argument("--tree-dir", help="the CSV tree's folder (default ~/.cache/emm1/bench-{scale}, as phase1.py)")
+    parser.add_argument("--sizes", choices=("real", "small"), default="real", help="the CSV tree's sizes (as phase1.py)")
+    parser.add_argument("--tree-dir", help="the CSV tree's folder (default: phase1.py's for --sizes and --scale)")
     parser.add_argument("--hub-dir", help="where the pre-joined form is cached (default <tree-dir>-hub)")
     parser.add_argument("--work-dir", help="scratch space for the prepared outputs (default <hub-dir>-work)")
     parser.add_argument("--config", default="phase1_nn1", help="phase1_nn{k} or phase1_all")
@@ -71,29 +74,36 @@ def main(argv=None) -> dict:
     parser.add_argument("--verify", action="store_true", help="children also report id sums (after timing)")
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args(argv)
-    label = "full" if args.scale == 1 else f"{args.scale:g}"
-    tree_dir = os.path.abspath(os.path.expanduser(args.tree_dir or f"~/.cache/emm1/bench-{label}"))
+    tree_dir = os.path.abspath(os.path.expanduser(args.tree_dir or phase1.default_tree_dir(args.sizes, args.scale)))
     hub_dir = os.path.abspath(args.hub_dir or tree_dir + "-hub")
     work = os.path.abspath(args.work_dir or hub_dir + "-work")
-    tree = phase1.ensure_tree(tree_dir, args.scale)
+    tree = phase1.ensure_tree(tree_dir, args.scale, args.sizes)
     nn = list(range(1, 17)) if args.config == "phase1_all" else [int(args.config[len("phase1_nn"):])]
     written = ensure_prejoined(tree, hub_dir, nn)
-    data_dirs = {"csv": tree, "parquet": os.path.join(hub_dir, "metadata")}
+    data_dirs = {"csv": tree, "csv_warm": tree, "parquet": os.path.join(hub_dir, "metadata")}
     phase1.shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
+    shared = os.path.join(work, "shared-cache")
+    os.makedirs(shared)
+    child_args = argparse.Namespace(tree_dir=tree, root=args.root)
+    phase1.run_child("builder", child_args, shared, args.timeout, config=args.config, options="", num_proc=args.num_proc)
+    phase1._clear_except_infos_cache(shared)  # the infos cache of csv_warm, warmed by one untimed run
     results = {c: [] for c in CONTENDERS}
     for repeat in range(args.repeats):
-        order = CONTENDERS[repeat % 2:] + CONTENDERS[:repeat % 2]
+        order = CONTENDERS[repeat % len(CONTENDERS):] + CONTENDERS[:repeat % len(CONTENDERS)]
         for kind in order:
-            out = os.path.join(work, f"{kind}-{repeat}")
-            os.makedirs(out)
+            out = shared if kind == "csv_warm" else os.path.join(work, f"{kind}-{repeat}")
+            os.makedirs(out, exist_ok=kind == "csv_warm")
             child_args = argparse.Namespace(tree_dir=data_dirs[kind], root=args.root)
             extra = {"config": args.config, "options": "", "num_proc": args.num_proc}
             if args.verify:
                 extra["verify"] = True
             result = phase1.run_child("builder", child_args, out, args.timeout, **extra)
             results[kind].append(result)
-            phase1.shutil.rmtree(out, ignore_errors=True)
+            if kind == "csv_warm":
+                phase1._clear_except_infos_cache(out)
+            else:
+                phase1.shutil.rmtree(out, ignore_errors=True)
             print(f"  repeat {repeat} {kind:8s} {result.get('op_s', result['wall_s']):7.2f} s  "
                   f"peak {phase1._gb(result.get('peak_rss'))}"
                   + (" (TIMEOUT)" if "timeout" in result else ""), flush=True)
@@ -120,16 +130,18 @@ def print_report(report: dict) -> None:
             continue
         print(f"{kind:10s} {statistics.median(r['op_s'] for r in runs):9.2f} {min(r['op_s'] for r in runs):7.2f} "
               f"{statistics.median(r['cpu_s'] for r in runs):7.2f} {phase1._gb(statistics.median(r['peak_rss'] for r in runs)):>10s} {runs[0]['digest']['rows']:12,d}")
-    if done["csv"] and done["parquet"]:
-        pairs = [c["op_s"] / p["op_s"] for c, p in zip(results["csv"], results["parquet"])
+    for csv_kind in ("csv", "csv_warm"):
+        if not (done.get(csv_kind) and done["parquet"]):
+            continue
+        pairs = [c["op_s"] / p["op_s"] for c, p in zip(results[csv_kind], results["parquet"])
                  if "timeout" not in c and "timeout" not in p]
-        median = statistics.median(r["op_s"] for r in done["csv"]) / statistics.median(r["op_s"] for r in done["parquet"])
-        fastest = min(r["op_s"] for r in done["csv"]) / min(r["op_s"] for r in done["parquet"])
-        cpu = statistics.median(r["cpu_s"] for r in done["csv"]) / statistics.median(r["cpu_s"] for r in done["parquet"])
-        print(f"csv / parquet: {median:.2f}x (medians), {fastest:.2f}x (minima), {cpu:.2f}x (CPU seconds); "
+        median = statistics.median(r["op_s"] for r in done[csv_kind]) / statistics.median(r["op_s"] for r in done["parquet"])
+        fastest = min(r["op_s"] for r in done[csv_kind]) / min(r["op_s"] for r in done["parquet"])
+        cpu = statistics.median(r["cpu_s"] for r in done[csv_kind]) / statistics.median(r["cpu_s"] for r in done["parquet"])
+        print(f"{csv_kind} / parquet: {median:.2f}x (medians), {fastest:.2f}x (minima), {cpu:.2f}x (CPU seconds); "
               f"per repeat {', '.join(f'{x:.2f}x' for x in pairs)}")
-        same = done["csv"][0]["digest"] == done["parquet"][0]["digest"]
-        print(f"outputs {'agree' if same else 'DIFFER'} on {', '.join(done['csv'][0]['digest'])}")
+        same = done[csv_kind][0]["digest"] == done["parquet"][0]["digest"]
+        print(f"outputs {'agree' if same else 'DIFFER'} on {', '.join(done[csv_kind][0]['digest'])}")
 
 
 if __name__ == "__main__":

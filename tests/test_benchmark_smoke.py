@@ -48,3 +48,17 @@ def test_compact_options_keep_the_rows(tmp_path):
     polars, builder = (report["results"][k][0] for k in ("polars", "builder"))
     assert builder["digest"] == polars["digest"]  # media column nulls stand in for the dropped path columns
     assert builder["out_bytes"] / builder["digest"]["rows"] < 500  # paths stored once
+
+
+def test_load_dataset_and_infos_cached_contenders_agree(tmp_path):
+    report = _run(tmp_path, "--contenders", "polars,builder,builder_warm,load_dataset,load_dataset_warm", "--extras", "")
+    digests = {kind: runs[0]["digest"] for kind, runs in report["results"].items()}
+    assert all(digest == digests["polars"] for digest in digests.values()), digests
+    assert os.listdir(tmp_path / "work" / "shared-cache") == [phase1.INFOS_CACHE_FOLDER]  # outputs removed, cache kept
+
+
+def test_the_earlier_smaller_tree_is_a_size_option(tmp_path):
+    report = _run(tmp_path, "--sizes", "small", "--contenders", "builder", "--extras", "")
+    assert report["results"]["builder"][0]["digest"]["rows"] == int(phase1.FULL_CAPTIONS * SCALE)
+    with open(tmp_path / "tree" / "COMPLETE.json") as f:
+        assert json.load(f)["version"] == phase1.TREE_VERSION

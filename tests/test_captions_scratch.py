@@ -30,8 +30,9 @@ def tree(tmp_path_factory):
 
 
 def _builder(tree, cache, **kwargs):
+    # Without the infos cache: the captions then go to a private scratch file (as with a read-only cache folder).
     return emm1.EMM1(config_name="phase1_nn1", data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
-                     cache_dir=cache, shard_bytes=1024, **kwargs)
+                     cache_dir=cache, shard_bytes=1024, infos_cache=False, **kwargs)
 
 
 def _iterate_shard(stream, index, num_shards, results):

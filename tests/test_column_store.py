@@ -99,7 +99,7 @@ def test_builder_spills_captions_beside_the_cache_and_cleans_up(tmp_path):
     tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=2, num_captions=40, num_media=12)
     cache = str(tmp_path / "cache")
     builder = emm1.EMM1(config_name="phase1_nn2", data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
-                        cache_dir=cache)
+                        cache_dir=cache, infos_cache=False)  # the private scratch file (no shared infos cache)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         builder.download_and_prepare()
@@ -116,7 +116,7 @@ def test_streaming_keeps_the_captions_file_between_epochs(tmp_path):
     tree = generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=1, num_captions=30, num_media=10)
     cache = str(tmp_path / "cache")
     builder = emm1.EMM1(config_name="phase1_nn1", data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
-                        cache_dir=cache)
+                        cache_dir=cache, infos_cache=False)  # the private scratch file (no shared infos cache)
     stream = builder.as_streaming_dataset(split="train")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -242,6 +242,22 @@ def test_a_revision_is_pinned_by_tag_or_commit(released_tree, tmp_path, standin_
     assert revisions == {"v0.9", commit}
 
 
+def test_a_push_to_the_branch_prepares_anew_instead_of_serving_the_old_cache(released_tree, tmp_path, standin_hub):
+    """The cache key holds the commit the revision names, not only the data_dir's text: after `main` moves to a
+    new commit, the same call with the same cache reads the new files."""
+    newer = generate_sample_tree(str(tmp_path / "newer"), schema="released", num_captions=10, seed=11)
+    hub = standin_hub
+    loads = [{"name": "emm1", "config": "phase1_nn3", "split": "train", "data_dir": HUB_DATA_DIR}]
+    hub.add_repo(REPO, released_tree.metadata_dir)
+    before = _check_ok(_client_loads(hub, tmp_path, released_tree.root, loads, name="same")[0])["rows"]
+    hub.add_repo(REPO, newer.metadata_dir)  # a push: main now names another commit
+    after = _check_ok(_client_loads(hub, tmp_path, released_tree.root, loads, name="same")[0])["rows"]
+    cache = str(tmp_path / "local-cache")
+    assert before == _local("emm1", "phase1_nn3", "train", released_tree.metadata_dir, released_tree.root, cache)["rows"]
+    assert after == _local("emm1", "phase1_nn3", "train", newer.metadata_dir, released_tree.root, cache)["rows"]
+    assert len(after) == 10 != len(before)
+
+
 def test_a_private_repo_is_read_with_the_token_only(released_tree, tmp_path, standin_hub):
     """Without a token: an error naming the repo and saying how to pass one. `token=` (prepared and streamed) or
     `HF_TOKEN` read it; a wrong token is refused with the Hub's 401."""

@@ -304,6 +304,24 @@ def test_streaming_shards_are_row_groups_and_nodes_split_them(generations, tmp_p
     assert by_node[0] and by_node[1] and as_text(by_node[0]) + as_text(by_node[1]) == rows(prepared)
 
 
+def test_a_preparation_holds_at_most_one_row_group(generations, tmp_path, monkeypatch):
+    """The batch being written and the next one, read meanwhile, together hold at most one row group's rows."""
+    from emm1_lib.schema import prejoined
+
+    copy = _small_row_groups(generations, tmp_path)
+    original, seen = prejoined.iter_row_group, []
+
+    def recording(described, row_group, batch_size):
+        for batch in original(described, row_group, batch_size):
+            seen.append((described.row_groups[row_group], batch.num_rows))
+            yield batch
+
+    monkeypatch.setattr(prejoined, "iter_row_group", recording)
+    prepared = prepare(str(copy), "phase1_nn1", tmp_path / "cache")
+    assert sum(rows for _, rows in seen) == prepared.num_rows  # every row was read through the recorder
+    assert seen and all(2 * rows <= group for group, rows in seen), seen  # two batches in flight
+
+
 def test_num_proc_2_gives_the_single_process_output(generations, tmp_path):
     copy = _small_row_groups(generations, tmp_path)
     single = prepare(str(copy), "phase1_all", tmp_path / "one")

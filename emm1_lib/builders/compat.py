@@ -13,6 +13,7 @@ import datasets
 import datasets.builder
 
 from emm1_lib.errors import EMM1DataError
+from emm1_lib.io.fs import hub_commit
 from emm1_lib.io.fs import is_remote
 from emm1_lib.io.fs import use_hub_token
 
@@ -67,16 +68,19 @@ def prepared_data_hash() -> str:
     return _library_hash()
 
 
-def cache_hash(given: Optional[str]) -> str:
+def cache_hash(given: Optional[str], data_commit: Optional[str] = None) -> str:
     """The `hash` a builder passes to `datasets`: the one `datasets` gave (a loading script's, a registered
     module's; None when the class is made directly) combined with `prepared_data_hash()`.
 
     `datasets` puts `hash` in the cache path (`<cache>/<name>/<config id>/<version>/<hash>/`) and serves what
     it finds there. The builder class made directly gets no hash, and a loading script's covers the script
     alone (a thin file importing this library): without the library's part, editing a reader or a builder
-    would leave the old prepared data served.
+    would leave the old prepared data served. `data_commit` is the commit an `hf://` data_dir's revision names
+    (`io.fs.hub_commit`): a push to the branch then prepares anew instead of serving the old commit's data.
     """
     library = prepared_data_hash()
+    if data_commit:
+        library = hashlib.sha256(f"{library}\ncommit {data_commit}".encode("utf-8")).hexdigest()
     if not given:
         return library
     return hashlib.sha256(f"{given}\n{library}".encode("utf-8")).hexdigest()
@@ -159,7 +163,7 @@ def builder_kwargs(name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Di
             f"{name}: data_files={data_files!r} is not used: the builder finds its files in data_dir. "
             "Pass data_dir= the metadata folder instead."
         )
-    kwargs["hash"] = cache_hash(kwargs.get("hash"))
+    kwargs["hash"] = cache_hash(kwargs.get("hash"), hub_commit(kwargs.get("data_dir") or ""))
     return root_from_environment(kwargs)
 
 

@@ -76,12 +76,14 @@ class MappedColumn:
     that inherits the object may read the file but never deletes it.
     """
 
-    def __init__(self, path: str, value_type: pa.DataType, bounds: np.ndarray):
+    def __init__(self, path: str, value_type: pa.DataType, bounds: np.ndarray, owned: bool = True):
+        """`owned=False`: the file is someone else's (a shared cache entry): read it, never delete it."""
         self.path = path
         self.type = value_type
         self._bounds = bounds
-        self._remove = weakref.finalize(self, _remove_own_file, path, os.getpid())
-        _remove_at_worker_exit(self, self._remove)
+        self._remove = weakref.finalize(self, _remove_own_file, path, os.getpid()) if owned else (lambda: None)
+        if owned:
+            _remove_at_worker_exit(self, self._remove)
 
     @classmethod
     def write(cls, chunks: Iterable[pa.Array], value_type: pa.DataType, folder: str,
@@ -103,10 +105,12 @@ class MappedColumn:
         return cls(path, value_type, chunk_bounds(lengths))
 
     def take(self, positions: pa.Array) -> pa.Array:
-        """The values at row `positions` (null positions give null), mapping only the batches that hold them."""
-        with pa.memory_map(self.path) as mapped:
-            reader = pa.ipc.open_file(mapped)
-            # The result is a copy: once it returns, nothing refers to the mapping, and closing unmaps it.
+        """The values at row `positions` (null positions give null), reading only the batches that hold them."""
+        # Read, not memory-mapped: a gather needs a few record batches, and reading them (one copy from the page
+        # cache) costs less than mapping and faulting in their pages anew for every gather. The batches read are
+        # freed when the gather returns: the result is a copy.
+        with pa.OSFile(self.path) as f:
+            reader = pa.ipc.open_file(f)
             return take_chunked(lambda i: reader.get_batch(i).column(0), self._bounds, self.type, positions)
 
     def close(self) -> None:

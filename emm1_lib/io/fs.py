@@ -70,6 +70,33 @@ def hub_token(path: str) -> Union[str, bool, None]:
     return _HUB_TOKENS.get(repo) if repo is not None else None
 
 
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def hub_commit(path: str) -> Optional[str]:
+    """The commit sha the revision of an `hf://` path names now (one request; none when the revision is a sha).
+
+    None for other paths, in offline mode, and when the Hub cannot answer: the read that follows then reports
+    why (a missing repo or revision, a refused token) in its own words.
+    """
+    if not path.startswith(HUB_PROTOCOL):
+        return None
+    try:
+        from huggingface_hub import HfApi, constants
+
+        if constants.HF_HUB_OFFLINE:
+            return None
+        hub, _ = url_to_fs(path)
+        resolved = hub.resolve_path(path)
+        if resolved.revision and _COMMIT_SHA.match(resolved.revision):
+            return resolved.revision
+        info = HfApi(endpoint=hub.endpoint, token=hub.token).repo_info(
+            resolved.repo_id, repo_type=resolved.repo_type, revision=resolved.revision)
+        return info.sha
+    except Exception:  # noqa: BLE001 - any failure: no pin; reading the files reports the cause
+        return None
+
+
 def url_to_fs(path: str) -> Tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec file system of a URL and the path within it (a Hub repo's file system with its token)."""
     token = hub_token(path)

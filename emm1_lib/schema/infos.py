@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from emm1_lib.errors import raise_first
-from emm1_lib.io.column_store import InMemoryColumn, MappedColumn
+from emm1_lib.io import table_cache
+from emm1_lib.io.column_store import InMemoryColumn, MappedColumn, chunk_bounds
 from emm1_lib.io.tables import iter_csv_batches, read_csv_table
 from emm1_lib.schema import rules
 from emm1_lib.schema.ids import IdLookup
@@ -59,21 +60,56 @@ class MediaInfo:
         return f"encord_{self.modality}_id"
 
     @classmethod
-    def read(cls, path: str, modality: str, extra_columns: Tuple[str, ...] = ()) -> "MediaInfo":
-        """Read `infos/{modality}.csv`: `encord_{m}_id`, `save_folder`, `file_name`, and `extra_columns` if present."""
+    def read(cls, path: str, modality: str, extra_columns: Tuple[str, ...] = (),
+             cache_folder: Optional[str] = None) -> "MediaInfo":
+        """Read `infos/{modality}.csv`: `encord_{m}_id`, `save_folder`, `file_name`, and `extra_columns` if present.
+
+        With `cache_folder`, a checked read is kept there in Arrow form (`io.table_cache`) and later reads of
+        the unchanged file memory-map it instead of parsing.
+        """
+        what = f"media-info {modality} {sorted(extra_columns)}"
+        with table_cache.locked(cache_folder, path, what):
+            cached = table_cache.open_entry(cache_folder, path, what)
+            if cached is not None:
+                return cls._from_table(table_cache.read_entry(cached), path, modality)
+            return cls._parse(path, modality, extra_columns, cache_folder, what)
+
+    @classmethod
+    def _parse(cls, path: str, modality: str, extra_columns: Tuple[str, ...], cache_folder: Optional[str],
+               what: str) -> "MediaInfo":
+        stamp = table_cache.source_stamp(path) if table_cache.cacheable(cache_folder, path) else None
         id_column = f"encord_{modality}_id"
         low_cardinality = pa.dictionary(pa.int32(), pa.string())
         column_types = {id_column: pa.int64(), "save_folder": low_cardinality, "file_name": pa.string()}
         column_types.update({name: low_cardinality for name in extra_columns})
         table = read_csv_table(path, column_types, required=media_columns(modality))
         raise_first(rules.unsafe_path_parts(table, ["save_folder", "file_name"], path, id_column))
+        columns = {id_column: table[id_column].combine_chunks(), "save_folder": compact_dictionary(table["save_folder"]),
+                   "file_name": table["file_name"].combine_chunks()}
+        columns.update({name: compact_dictionary(table[name]) for name in extra_columns if name in table.column_names})
+        del table
+        info = cls._from_table(pa.table(columns), path, modality)
+        if stamp is not None:
+            batch = pa.record_batch(list(columns.values()), names=list(columns))
+            table_cache.write_entry(cache_folder, path, what, batch.schema, [batch], stamp)
+        return info
+
+    @classmethod
+    def _from_table(cls, table: pa.Table, path: str, modality: str) -> "MediaInfo":
+        """From the columns `read` keeps: the id, `save_folder` and `file_name`, then the provenance columns."""
+        id_column = f"encord_{modality}_id"
+
+        def single(name: str) -> pa.Array:
+            column = table[name]
+            return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
         return cls(
             modality=modality,
             source=path,
             lookup=IdLookup(table[id_column], path, id_column),
-            save_folder=compact_dictionary(table["save_folder"]),
-            file_name=table["file_name"].combine_chunks(),
-            extras={name: compact_dictionary(table[name]) for name in extra_columns if name in table.column_names},
+            save_folder=single("save_folder"),
+            file_name=single("file_name"),
+            extras={name: single(name) for name in table.column_names[3:]},
         )
 
     def file_paths(self, positions: pa.Array, root: str, folder: str) -> pa.Array:
@@ -110,11 +146,30 @@ class TextInfo:
     captions: Union[InMemoryColumn, MappedColumn]
 
     @classmethod
-    def read(cls, path: str, spill_folder: Optional[str] = None) -> "TextInfo":
+    def read(cls, path: str, spill_folder: Optional[str] = None, cache_folder: Optional[str] = None) -> "TextInfo":
         """Read the ids and captions; with `spill_folder`, the captions go to a memory-mapped file there.
 
         Streamed block by block either way: a block's ids join the lookup's chunks, its captions the store.
+        With `cache_folder` (a local file), the memory-mapped file is a cache entry there (`io.table_cache`)
+        instead of a private one: later reads of the unchanged file, in any process, map it without parsing.
         """
+        what = "text-info captions+ids"
+        with table_cache.locked(cache_folder, path, what):
+            cached = table_cache.open_entry(cache_folder, path, what)
+            if cached is not None:
+                return cls._from_entry(cached, path)
+            return cls._parse(path, spill_folder, cache_folder, what)
+
+    @classmethod
+    def _parse(cls, path: str, spill_folder: Optional[str], cache_folder: Optional[str], what: str) -> "TextInfo":
+        if table_cache.cacheable(cache_folder, path):
+            stamp = table_cache.source_stamp(path)
+            schema = pa.schema([("values", pa.string()), ("encord_text_id", pa.int64())])
+            batches = (pa.record_batch([b.column("caption"), b.column("encord_text_id")], schema=schema)
+                       for b in text_batches(path))
+            written = table_cache.write_entry(cache_folder, path, what, schema, batches, stamp)
+            if written is not None:
+                return cls._from_entry(written, path)
         batches = text_batches(path)
         ids: List[pa.Array] = []
 
@@ -128,6 +183,14 @@ class TextInfo:
         else:
             store = MappedColumn.write(captions(), pa.string(), spill_folder, prefix="emm1-captions-")
         return cls(path, IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id"), store)
+
+    @classmethod
+    def _from_entry(cls, entry: str, path: str) -> "TextInfo":
+        """Captions mapped from a cache entry (column 0, gathered a batch at a time), ids looked up from column 1."""
+        lookup = IdLookup(pa.chunked_array(table_cache.column_of_batches(entry, 1, lambda ids: ids), pa.int64()),
+                          path, "encord_text_id")
+        bounds = chunk_bounds(table_cache.batch_lengths(entry))
+        return cls(path, lookup, MappedColumn(entry, pa.string(), bounds, owned=False))
 
     def caption_at(self, positions: pa.Array) -> pa.Array:
         """The captions of the rows at `positions` (null positions give null)."""

@@ -202,6 +202,16 @@ def file_violations(described: PrejoinedFile) -> List[Violation]:
     return found + rules.prejoined_columns(described.columns)
 
 
+# Batches a preparation holds at once: the one `datasets` writes and the next, built meanwhile (`prefetched`).
+PIPELINE_DEPTH = 2
+
+
+def pipelined_batch_rows(row_group_rows: int, batch_size: int) -> int:
+    """Rows per batch read from a row group, so that the batches in flight together hold at most one row group:
+    `batch_size`, or a `PIPELINE_DEPTH`-th of the row group when that is smaller."""
+    return max(1, min(batch_size, row_group_rows // PIPELINE_DEPTH))
+
+
 def iter_row_group(described: PrejoinedFile, row_group: int, batch_size: int) -> Iterator[pa.RecordBatch]:
     """The record batches of one row group (the role columns only): at most `batch_size` rows decoded at a time."""
     with open_parquet(described.path, described.dictionary_columns()) as f:

@@ -1,0 +1,156 @@
+"""A cached Arrow form of what a reader took from a local CSV file, reused across configs, processes and runs.
+
+Parsing E-MM1:100M's infos tables (2.6 GB of CSV) is most of what preparing one config costs, and every
+config of a split reads the same tables. After a checked read, the reader's columns go to an Arrow IPC file
+in a cache folder (the builder uses `<datasets cache>/emm1-infos/`); the next read memory-maps that file
+instead of parsing. A cache entry is named after the CSV's absolute path and what was read from it (columns,
+types), and stamped with the CSV's size, modification time, inode and a hash of its first and last 64 KiB:
+an entry whose stamp differs from the file's is not used (and is replaced by the next write), so an edited
+or replaced CSV is parsed again. Entries are written to a temporary file in the same folder and renamed into
+place, so a reader never sees half a file; a lock beside the entry makes concurrent readers of a missing entry
+(num_proc workers) wait for the first one's parse and map its result instead of all parsing at once.
+Only local files are cached (a remote file's stamp would cost a request per read).
+"""
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from typing import Callable, Iterable, Iterator, Optional
+
+import filelock
+import pyarrow as pa
+
+from emm1_lib.io.fs import is_remote
+
+# Bump when what an entry holds changes: older entries are then not used (they are named apart).
+CACHE_FORMAT = 1
+_STAMP_KEY = b"emm1.source_stamp"
+_EDGE_BYTES = 64 << 10
+
+
+def source_stamp(path: str) -> Optional[dict]:
+    """What identifies the content of the local file at `path` cheaply (None when it cannot be read)."""
+    try:
+        st = os.stat(path)
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            digest.update(f.read(_EDGE_BYTES))
+            if st.st_size > _EDGE_BYTES:
+                f.seek(max(_EDGE_BYTES, st.st_size - _EDGE_BYTES))
+                digest.update(f.read(_EDGE_BYTES))
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "edges": digest.hexdigest()}
+
+
+def entry_path(folder: str, source: str, what: str) -> str:
+    """The cache file for `what` (a description of the columns read) of the CSV at `source`."""
+    key = json.dumps([CACHE_FORMAT, os.path.abspath(source), what])
+    stem = os.path.splitext(os.path.basename(source))[0]
+    return os.path.join(folder, f"{stem}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:24]}.arrow")
+
+
+def cacheable(folder: Optional[str], source: str) -> bool:
+    return bool(folder) and not is_remote(source) and not is_remote(folder)
+
+
+@contextlib.contextmanager
+def locked(folder: Optional[str], source: str, what: str) -> Iterator[None]:
+    """Hold the entry's lock (`<entry>.lock`): check for the entry, and parse and write it when missing, inside.
+    Without a usable cache (or when the lock file cannot be made) nothing is locked."""
+    if not cacheable(folder, source):
+        yield
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = filelock.FileLock(entry_path(folder, source, what) + ".lock")
+        lock.acquire()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def open_entry(folder: Optional[str], source: str, what: str) -> Optional[str]:
+    """The path of a usable cache entry for `what` of `source` (its stamp matches the file's), else None."""
+    if not cacheable(folder, source):
+        return None
+    path = entry_path(folder, source, what)
+    try:
+        with pa.memory_map(path) as mapped:
+            metadata = pa.ipc.open_file(mapped).schema.metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None  # absent, or not a whole Arrow file: parse the CSV
+    stamp = metadata.get(_STAMP_KEY)
+    current = source_stamp(source)
+    if stamp is None or current is None or json.loads(stamp) != current:
+        return None
+    return path
+
+
+def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema,
+                batches: Iterable[pa.RecordBatch], stamp: Optional[dict]) -> Optional[str]:
+    """Write `batches` (consumed one at a time) as the cache entry of `what` of `source`; return its path.
+
+    `stamp` is `source_stamp(source)` taken *before* the read that produced the batches: when the file
+    changed during the read, the entry is not published. Returns None (nothing published) in that case or
+    when the folder is not writable; the batches are consumed either way. Errors raised by the batches
+    (a refused CSV) propagate and leave no entry.
+    """
+    if not cacheable(folder, source) or stamp is None:
+        for _ in batches:
+            pass
+        return None
+    schema = schema.with_metadata({**(schema.metadata or {}), _STAMP_KEY: json.dumps(stamp).encode("utf-8")})
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".writing-", suffix=".arrow", dir=folder)
+        os.close(handle)
+    except OSError:
+        for _ in batches:
+            pass
+        return None
+    try:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        if source_stamp(source) != stamp:
+            os.remove(tmp)
+            return None
+        path = entry_path(folder, source, what)
+        try:
+            os.replace(tmp, path)
+        except PermissionError:  # Windows: another process has the old entry open; it stays until next time
+            os.remove(tmp)
+            return None
+        return path
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_entry(path: str) -> pa.Table:
+    """The whole entry as a table in memory: one sequential read. (Mapped instead, the random gathers of a
+    preparation would fault its pages in one by one, from disk once writing the output has evicted them.)"""
+    with pa.OSFile(path) as f:
+        return pa.ipc.open_file(f).read_all()
+
+
+def batch_lengths(path: str) -> list:
+    with pa.memory_map(path) as mapped:
+        reader = pa.ipc.open_file(mapped)
+        return [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+
+
+def column_of_batches(path: str, column: int, each: Callable[[pa.Array], object]) -> list:
+    """`each(batch.column(column))` for every batch of the entry, in order. Mapped: only that column's pages load."""
+    with pa.memory_map(path) as mapped:
+        reader = pa.ipc.open_file(mapped)
+        return [each(reader.get_batch(i).column(column)) for i in range(reader.num_record_batches)]

@@ -1,0 +1,109 @@
+"""The infos tables' Arrow cache (`<cache_dir>/emm1-infos/`, `emm1_lib.io.table_cache`): parsed once, reused by
+other configs and processes, never used for a changed CSV, never half-written."""
+import glob
+import os
+import warnings
+
+import pyarrow as pa
+import pytest
+
+import emm1
+from emm1_lib.io import table_cache
+from emm1_lib.io import tables
+from emm1_lib.schema import infos
+from emm1_lib.testing.sample import generate_sample_tree
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    return generate_sample_tree(str(tmp_path / "tree"), media=False, num_neighbours=3, num_captions=60, num_media=20)
+
+
+@pytest.fixture()
+def parses(monkeypatch):
+    """The CSV files parsed whole (media infos) or streamed (text) in this process."""
+    seen = []
+    whole, streamed = tables.read_csv_table, tables.iter_csv_batches
+    monkeypatch.setattr(infos, "read_csv_table", lambda path, *a, **k: seen.append(os.path.basename(path)) or whole(path, *a, **k))
+    monkeypatch.setattr(infos, "iter_csv_batches", lambda path, *a, **k: seen.append(os.path.basename(path)) or streamed(path, *a, **k))
+    return seen
+
+
+def prepare(tree, config, cache, num_proc=None, **kwargs):
+    builder = emm1.EMM1(config_name=config, data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
+                        cache_dir=str(cache), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        builder.download_and_prepare(num_proc=num_proc)
+    return builder.as_dataset(split="train").data.table
+
+
+def entries(cache):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(cache), "emm1-infos", "*.arrow")))
+
+
+def test_the_second_config_maps_the_tables_the_first_parsed(tree, tmp_path, parses):
+    first = prepare(tree, "phase1_nn1", tmp_path / "cache")
+    assert sorted(parses) == ["audio.csv", "image.csv", "points.csv", "text.csv", "video.csv"]
+    assert len(entries(tmp_path / "cache")) == 5
+    parses.clear()
+    second = prepare(tree, "phase1_nn2", tmp_path / "cache")
+    assert parses == []  # nothing parsed: every table came from the cache
+    uncached = prepare(tree, "phase1_nn2", tmp_path / "no-cache", infos_cache=False)
+    assert parses and not os.path.exists(tmp_path / "no-cache" / "emm1-infos")
+    assert second.equals(uncached) and not first.equals(second)
+
+
+def test_a_changed_csv_is_parsed_again(tree, tmp_path, parses):
+    prepare(tree, "phase1_nn1", tmp_path / "cache")
+    text_csv = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    with open(text_csv) as f:
+        lines = f.read().splitlines()
+    first_id = lines[1].split(",", 1)[0]
+    lines[1] = f'{first_id},"an edited caption"'  # the first data row; nn_1 lists every caption
+    with open(text_csv, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    parses.clear()
+    table = prepare(tree, "phase1_nn3", tmp_path / "cache")
+    assert parses == ["text.csv"]  # only the edited file
+    assert "an edited caption" in table["caption"].to_pylist()
+    assert len(entries(tmp_path / "cache")) == 5  # the entry was replaced, not joined by a second one
+
+
+def test_a_broken_entry_is_ignored_and_replaced(tree, tmp_path, parses):
+    cache = tmp_path / "cache"
+    prepare(tree, "phase1_nn1", cache)
+    for entry in glob.glob(os.path.join(str(cache), "emm1-infos", "*.arrow")):
+        with open(entry, "r+b") as f:  # entries are renamed into place whole, but a disk can still fail
+            f.truncate(os.path.getsize(entry) // 2)
+    parses.clear()
+    again = prepare(tree, "phase1_nn2", cache)
+    assert sorted(parses) == ["audio.csv", "image.csv", "points.csv", "text.csv", "video.csv"]
+    assert again.equals(prepare(tree, "phase1_nn2", tmp_path / "no-cache", infos_cache=False))
+    assert len(entries(cache)) == 5 and not glob.glob(os.path.join(str(cache), "emm1-infos", ".writing-*"))
+    parses.clear()
+    prepare(tree, "phase1_nn3", cache)
+    assert parses == []  # the replaced entries are whole again
+
+
+def test_num_proc_workers_share_one_parse(tree, tmp_path):
+    cache = tmp_path / "cache"
+    single = prepare(tree, "phase1_nn1", tmp_path / "single", infos_cache=False)
+    double = prepare(tree, "phase1_nn1", cache, num_proc=2, shard_bytes=512)
+    assert sorted(double.to_pylist(), key=str) == sorted(single.to_pylist(), key=str)
+    assert len(entries(cache)) == 5  # one entry per table, whichever worker wrote it
+
+
+def test_an_entry_written_while_the_csv_changes_is_not_published(tmp_path):
+    source = tmp_path / "t.csv"
+    source.write_text("a\n1\n")
+    stamp = table_cache.source_stamp(str(source))
+    schema = pa.schema([("a", pa.int64())])
+
+    def batches():
+        yield pa.record_batch([pa.array([1])], schema=schema)
+        source.write_text("a\n1\n2\n")  # the file changes during the read
+
+    assert table_cache.write_entry(str(tmp_path / "c"), str(source), "x", schema, batches(), stamp) is None
+    assert os.listdir(tmp_path / "c") == []
+    assert table_cache.open_entry(str(tmp_path / "c"), str(source), "x") is None
