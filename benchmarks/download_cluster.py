@@ -10,7 +10,6 @@ median over rounds of the per-round ratio, so a machine busy with other work mat
     python benchmarks/download_cluster.py --images 40 --rounds 1 --latency 0   # a quick check
 """
 import argparse
-import io
 import json
 import os
 import statistics
@@ -18,8 +17,6 @@ import sys
 import tempfile
 import time
 from typing import Dict, List, Optional
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,15 +27,7 @@ from emm1_lib.acquire.sources import Source  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 from http_servers import MediaServer, Route  # noqa: E402  (the tests' stand-in media server)
-
-
-def _jpeg(seed: int, size: int = 64) -> bytes:
-    import PIL.Image
-
-    rng = np.random.default_rng(seed)
-    out = io.BytesIO()
-    PIL.Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(out, "JPEG", quality=90)
-    return out.getvalue()
+from download import _jpeg  # noqa: E402  (this folder's single-machine benchmark: the same images)
 
 
 def _plan(urls: List[str]) -> Plan:
