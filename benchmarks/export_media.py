@@ -193,7 +193,7 @@ def export_rounds_report(args, base: Dict, work: pathlib.Path) -> Dict:
               "peak_mb": {k: v["peak_mb"] for k, v in best.items()}, "shard_bytes": shard_bytes,
               "embedded_mb": best["ours"]["media_bytes"] / 1e6, "all": export_rounds}
     print(f"export: ours {mbps['ours']:.1f} MB/s, push_to_hub embedding {mbps['push_to_hub_embedding']:.1f} MB/s, "
-          f"ratio {report['export']['ratio']:.2f}x; peak RSS ours {best['ours']['peak_mb']:.0f} MB, "
+          f"ratio {report['ratio']:.2f}x; peak RSS ours {best['ours']['peak_mb']:.0f} MB, "
           f"reference {best['push_to_hub_embedding']['peak_mb']:.0f} MB (shards of {shard_bytes / 1e6:.1f} MB)")
     return report
 

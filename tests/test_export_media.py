@@ -321,3 +321,21 @@ def test_resolve_with_a_root_refuses_stored_paths_that_escape_it(released_tree, 
     with pytest.raises(Exception) as caught:
         emm1.resolve(ds, root=released_tree.root)
     assert "points.path" in str(caught.value) and "outside.npy" in str(caught.value), str(caught.value)
+
+
+def test_export_media_benchmark_smoke(tmp_path):
+    """benchmarks/export_media.py runs its export comparison end to end on a tiny tree (no timing asserted: the
+    figures are in docs/publishing.md); both sides embed the same media bytes."""
+    import pathlib
+
+    benchmarks = str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        import export_media as benchmark
+    finally:
+        sys.path.remove(benchmarks)
+    report = benchmark.main(["--captions", "12", "--rounds", "1", "--shards", "2", "--skip-streaming",
+                             "--work-dir", str(tmp_path / "work"), "--json", str(tmp_path / "report.json")])
+    export = report["export"]
+    assert export["ratio"] > 0 and export["embedded_mb"] > 0
+    assert json.loads((tmp_path / "report.json").read_text())["export"]["shard_bytes"] == export["shard_bytes"]
