@@ -27,6 +27,7 @@ from emm1_lib.acquire.sources import Source  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 from http_servers import MediaServer, Route  # noqa: E402  (the tests' stand-in media server)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from download import _jpeg  # noqa: E402  (this folder's single-machine benchmark: the same images)
 
 
