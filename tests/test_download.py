@@ -488,6 +488,25 @@ def test_tar_gz_is_streamed_once_and_stops_early(tree, tmp_path):
         assert (root / item["destination"]).read_bytes() == files[by_id[item["id"]]]
 
 
+def test_a_tar_stream_cut_short_is_retried_then_recorded_per_item(tree, tmp_path):
+    """A tar.gz whose body stops half way (urllib3's IncompleteRead under tarfile): each attempt fails as a
+    retryable fetch error, and every wanted member ends with a manifest record naming the cut, not a traceback."""
+    files = _points_tree(tree, tmp_path)
+    filler = [(f"Objaverse/000-001/filler{i}.npy", np.random.default_rng(i).bytes(20000)) for i in range(50)]
+    wanted = [(f"Objaverse/000-000/{uid}.npy", data) for uid, data in files.items()]
+    body = _tar_gz(filler + wanted)  # the wanted members lie in the half that never arrives
+    with MediaServer() as server:
+        url = server.add("/Objaverse/000-000.tar.gz", Route(body, "application/gzip", behaviour="truncate"))
+        plan = build_plan(tree.metadata_dir, configs=["eshot_points"])
+        root = tmp_path / "root"
+        report = download(plan, str(root), load_sources(mirrors={"EShot points": url}), DownloadOptions(**FAST))["EShot points"]
+        assert server.requests == 1 + FAST["retries"]
+    assert (report.fetched, report.failed) == (0, len(files))
+    records = list(map(json.loads, open(manifest_path(str(root)))))
+    assert len(records) == len(files) and all("broke off" in r["error"] for r in records), records[:1]
+    assert not [p for p in root.rglob("*.npy")]
+
+
 def test_tar_links_and_slip_names_write_nothing_outside_root(tree, server, tmp_path):
     files = _points_tree(tree, tmp_path)
     uids = list(files)

@@ -228,6 +228,7 @@ def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dic
     import tarfile
 
     import requests
+    import urllib3
 
     left = set(wanted)
     try:
@@ -251,9 +252,11 @@ def stream_tar(url: str, timeout: float, wanted: Set[str], headers: Optional[Dic
                         return
                 if seen is not None:
                     seen.complete = True
-    except requests.exceptions.Timeout as err:
+    except (requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError) as err:
         raise FetchError(f"{url}: timed out after {timeout:g} s while streaming the archive", retry=True) from err
-    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, EOFError) as err:
+    # tarfile reads `response.raw`, urllib3's stream, whose own errors are not wrapped in requests' exceptions
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, EOFError,
+            urllib3.exceptions.ProtocolError) as err:
         raise FetchError(f"{url}: the archive stream broke off ({type(err).__name__}: {err})", retry=True) from err
     except tarfile.TarError as err:
         raise FetchError(f"{url}: not a readable tar archive ({err})") from err
