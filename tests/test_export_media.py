@@ -300,6 +300,23 @@ def test_switching_format_leaves_no_shards_of_the_old_one(released_tree, tmp_pat
         os.path.basename(f) for f in result.configs[0].files["test"])
 
 
+def test_half_written_shards_of_a_killed_export_never_match_the_cards_glob(released_tree, tmp_path):
+    """A shard is written under a hidden temporary name; the temporary files a killed run left (this and the
+    earlier naming) are removed by the next export, so the card's `{split}-*` glob and an upload see only shards."""
+    out = str(tmp_path / "repo")
+    kwargs = dict(configs=["eshot_points"], all_licenses=True, cache_dir=str(tmp_path / "cache"))
+    first = export_media(out, released_tree.metadata_dir, released_tree.root, **kwargs)
+    folder = os.path.join(out, "eshot_points")
+    shard = os.path.basename(first.configs[0].files["test"][0])
+    for leftover in (f".{shard}.tmp", f"{shard}.tmp"):
+        with open(os.path.join(folder, leftover), "wb") as f:
+            f.write(b"PAR1 half a shard")
+    assert [n for n in glob.glob(os.path.join(folder, "test-*")) if n.endswith(".tmp")]  # the old name matched
+    result = export_media(out, released_tree.metadata_dir, released_tree.root, **kwargs)
+    assert sorted(os.listdir(folder)) == sorted(os.path.basename(f) for f in result.configs[0].files["test"])
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]  # the card too is renamed into place
+
+
 def test_resolve_with_a_root_refuses_stored_paths_that_escape_it(released_tree, tmp_path):
     """An embedded export's media path comes from whoever wrote the shards: with root=, a `..` path is refused,
     naming the column and row, before any file under it is opened."""

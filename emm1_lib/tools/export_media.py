@@ -346,9 +346,16 @@ def _write_tar_rows(tar: tarfile.TarFile, table: pa.Table, first_row: int, media
         _tar_add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, default=str).encode())
 
 
+def _temporary_name(path: str) -> str:
+    """Where `path` is written before it is renamed into place: hidden (a leading dot), so that after a kill no
+    data-files glob of the card (`{split}-*`) and no upload picks up a half-written shard."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.tmp")
+
+
 def _write_shard(job: _SplitJob, start: int, stop: int, path: str) -> Tuple[str, Dict[CountKey, MediaCounts], int]:
     """Write rows [start, stop) to `path` (via a temporary file); (content hash, counts, Arrow bytes)."""
-    temp = path + ".tmp"
+    temp = _temporary_name(path)
     digest = hashlib.sha256(f"{job.fmt}\n".encode())
     counts: Dict[CountKey, MediaCounts] = {}
     arrow_bytes = 0
@@ -502,6 +509,8 @@ def _export_split(job: _SplitJob, out_dir: str, previous: Optional[dict], max_sh
     for stale in os.listdir(config_dir):  # shards of an older plan or format of this split (the card's glob is split-*)
         if ours.fullmatch(stale) and stale not in keep:
             os.remove(os.path.join(config_dir, stale))
+        elif stale.endswith(".tmp") and ours.fullmatch(stale[:-4].lstrip(".")):  # a killed run's half-written shard
+            os.remove(os.path.join(config_dir, stale))
     entry.splits[job.split] = job.table.num_rows
     entry.split_bytes[job.split] = sum(s["arrow_bytes"] for s in shards)
     entry.files[job.split] = [s["file"] for s in shards]
@@ -614,8 +623,9 @@ def export_media(
         extra=embedded_media_section(policy.description, {k: vars(v) for k, v in counts.items()}, fmt),
     )
     card_path = os.path.join(out_dir, "README.md")
-    with open(card_path, "w", encoding="utf-8") as f:
+    with open(_temporary_name(card_path), "w", encoding="utf-8") as f:
         f.write(card)
+    os.replace(_temporary_name(card_path), card_path)
     manifest_path = os.path.join(out_dir, MANIFEST_FILE)
     with open(manifest_path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(new_manifest, f, indent=1, sort_keys=True)
