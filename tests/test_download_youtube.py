@@ -279,3 +279,32 @@ def test_a_stalled_server_times_out_and_is_retried(tree, server, clips, tmp_path
     assert ("timed out" in record["error"].lower() or "ffmpeg exited" in record["error"]), record
     assert "/yt/yt_0.mp4" in record["error"], record
     assert not [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_a_mirror_page_cannot_hand_the_clip_to_another_site(tree, server, clips, tmp_path, monkeypatch):
+    """A mirror answering with an HTML page that embeds a YouTube player: the generic extractor is the only one a
+    mirror may use, so the embed is not followed (no connection beyond 127.0.0.1) and the item fails with a reason."""
+    from emm1_lib.acquire.youtube import extractors_for
+
+    assert extractors_for("https://www.youtube.com/watch?v=abc") == ("youtube",)
+    assert extractors_for("https://youtu.be/abc") == ("youtube",)
+    assert extractors_for(server.url("/yt/abc.mp4")) == ("generic",)
+    mirrors = _youtube_tree(tree, server, clips)
+    page = b'<html><body><iframe src="https://www.youtube.com/embed/dQw4w9WgXcQ"></iframe></body></html>'
+    server.add("/yt/yt_0.mp4", Route(page, "text/html"))
+    guard = _Guard(monkeypatch)
+    looked_up, getaddrinfo = [], socket.getaddrinfo
+
+    def recorded_lookup(host, *args, **kwargs):  # offline, a lookup is as far as a connection elsewhere gets
+        looked_up.append(host)
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recorded_lookup)
+    root = tmp_path / "root"
+    plan = build_plan(tree.metadata_dir, configs=["eshot_audio"], limit=1)
+    report = download(plan, str(root), load_sources(mirrors=mirrors), DownloadOptions(**dict(FAST, retries=0)))
+    record = json.loads(open(manifest_path(str(root))).read().splitlines()[-1])
+    assert report["EShot audio"].failed == 1 and record["status"] == "failed", record
+    assert all(a[0] == "127.0.0.1" for a in guard.addresses if isinstance(a, tuple)), guard.addresses
+    assert set(looked_up) <= {"127.0.0.1", "localhost"}, looked_up
+    assert "youtube.com" not in record["error"] and not guard.ffmpeg_runs()

@@ -25,6 +25,15 @@ INSTALL_HINT = "pip install 'emm1[download]'"
 _LOCAL_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,ogg,mp3,aac,wav,flac,avi,flv,mpegts"
 # What FFmpeg may use to read the remote section: no file:, no data:, no concat: (nothing local).
 _REMOTE_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy"
+_YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
+
+
+def extractors_for(url: str) -> tuple:
+    """The only yt-dlp extractor a clip's URL may use: YouTube's for YouTube, the generic one (a direct media
+    link) for a mirror. With the default ~1,700, a page could hand the clip on to any other site."""
+    from urllib.parse import urlsplit
+
+    return ("youtube",) if (urlsplit(url).hostname or "").lower() in _YOUTUBE_HOSTS else ("generic",)
 AUDIO_CODECS = {".mp4": "aac", ".m4a": "aac"}
 
 
@@ -79,7 +88,7 @@ class _Log:
 _threads = threading.local()
 
 
-def _downloader(modality: str, timeout: float, ffmpeg: str):
+def _downloader(modality: str, timeout: float, ffmpeg: str, extractors: tuple):
     """This thread's YoutubeDL for these settings, made once: making one sets up its ~1,700 extractors, which
     costs more CPU (under the GIL) than the rest of a short clip's Python work."""
     import yt_dlp
@@ -87,10 +96,11 @@ def _downloader(modality: str, timeout: float, ffmpeg: str):
     cache = getattr(_threads, "downloaders", None)
     if cache is None:
         cache = _threads.downloaders = {}
-    key = (modality, timeout, ffmpeg)
+    key = (modality, timeout, ffmpeg, extractors)
     if key not in cache:
         log = _Log()
-        options = {**ydl_options(modality, os.getcwd(), 0.0, 1.0, timeout, ffmpeg), "logger": log}
+        options = {**ydl_options(modality, os.getcwd(), 0.0, 1.0, timeout, ffmpeg), "logger": log,
+                   "allowed_extractors": list(extractors)}
         cache[key] = (yt_dlp.YoutubeDL(options), log)
     return cache[key]
 
@@ -148,7 +158,7 @@ def fetch_clip(url: str, start: Optional[float], end: Optional[float], modality:
     # yt-dlp checks that FFmpeg can cut sections through this context variable (its command line sets it);
     # the API's `ffmpeg_location` alone does not reach that check
     FFmpegPostProcessor._ffmpeg_location.set(ffmpeg)
-    ydl, log = _downloader(modality, timeout, ffmpeg)
+    ydl, log = _downloader(modality, timeout, ffmpeg, extractors_for(url))
     # per clip: the section and the folder (read when the clip is processed, not when the downloader is made)
     ydl.params["download_ranges"] = download_range_func(None, [(float(start), float(end))])
     ydl.params["paths"] = {"home": workdir, "temp": workdir}
