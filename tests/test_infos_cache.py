@@ -107,3 +107,25 @@ def test_an_entry_written_while_the_csv_changes_is_not_published(tmp_path):
     assert table_cache.write_entry(str(tmp_path / "c"), str(source), "x", schema, batches(), stamp) is None
     assert os.listdir(tmp_path / "c") == []
     assert table_cache.open_entry(str(tmp_path / "c"), str(source), "x") is None
+
+
+def test_a_reader_of_an_entry_never_sees_another_versions_rows(tree, tmp_path):
+    """A TextInfo still mapping the entry of the CSV as it was, after another reader cached the edited CSV: its
+    captions are never the new file's rows at the old ids' positions (it fails loudly instead)."""
+    text_csv = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    folder = str(tmp_path / "cache" / "emm1-infos")
+    infos.TextInfo.read(text_csv, cache_folder=folder)  # parses and writes the entry
+    old = infos.TextInfo.read(text_csv, cache_folder=folder)  # maps it, as a later config does
+    before = old.caption_at(pa.array([0, 1], pa.int64())).to_pylist()
+    with open(text_csv) as f:
+        header, *rows = f.read().splitlines()
+    with open(text_csv, "w") as f:  # the same ids, the rows in reverse order, one caption edited
+        first_id = rows[0].split(",", 1)[0]
+        f.write("\n".join([header] + rows[::-1] + [f'{int(first_id) + 10**9},"a new caption"']) + "\n")
+    new = infos.TextInfo.read(text_csv, cache_folder=folder)
+    assert new.caption_at(pa.array([0], pa.int64())).to_pylist() != before[:1]
+    try:
+        again = old.caption_at(pa.array([0, 1], pa.int64())).to_pylist()
+    except (OSError, pa.ArrowException):
+        return  # the old version's entry is gone: a loud failure
+    assert again == before

@@ -44,11 +44,30 @@ def source_stamp(path: str) -> Optional[dict]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "edges": digest.hexdigest()}
 
 
-def entry_path(folder: str, source: str, what: str) -> str:
-    """The cache file for `what` (a description of the columns read) of the CSV at `source`."""
+def _entry_prefix(folder: str, source: str, what: str) -> str:
+    """What every entry (and the lock) for `what` (a description of the columns read) of `source` starts with."""
     key = json.dumps([CACHE_FORMAT, os.path.abspath(source), what])
     stem = os.path.splitext(os.path.basename(source))[0]
-    return os.path.join(folder, f"{stem}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:24]}.arrow")
+    return os.path.join(folder, f"{stem}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:24]}")
+
+
+def entry_path(folder: str, source: str, what: str, stamp: dict) -> str:
+    """The cache file for `what` of the CSV at `source` as it was when `stamp` was taken. The stamp is part of the
+    name, so an entry is never replaced under a reader that still maps it: an edited CSV gets a new entry."""
+    digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return f"{_entry_prefix(folder, source, what)}-{digest}.arrow"
+
+
+def _remove_other_entries(path: str, prefix: str) -> None:
+    """Entries of earlier versions of the CSV: a process still reading one fails loudly (the file is gone) rather
+    than reading another version's rows."""
+    folder = os.path.dirname(prefix)
+    start = os.path.basename(prefix) + "-"
+    for name in os.listdir(folder):
+        other = os.path.join(folder, name)
+        if name.startswith(start) and name.endswith(".arrow") and other != path:
+            with contextlib.suppress(OSError):
+                os.remove(other)
 
 
 def cacheable(folder: Optional[str], source: str) -> bool:
@@ -64,7 +83,7 @@ def locked(folder: Optional[str], source: str, what: str) -> Iterator[None]:
         return
     try:
         os.makedirs(folder, exist_ok=True)
-        lock = filelock.FileLock(entry_path(folder, source, what) + ".lock")
+        lock = filelock.FileLock(_entry_prefix(folder, source, what) + ".lock")
         lock.acquire()
     except OSError:
         yield
@@ -79,15 +98,17 @@ def open_entry(folder: Optional[str], source: str, what: str) -> Optional[str]:
     """The path of a usable cache entry for `what` of `source` (its stamp matches the file's), else None."""
     if not cacheable(folder, source):
         return None
-    path = entry_path(folder, source, what)
+    current = source_stamp(source)
+    if current is None:
+        return None
+    path = entry_path(folder, source, what, current)
     try:
         with pa.memory_map(path) as mapped:
             metadata = pa.ipc.open_file(mapped).schema.metadata or {}
     except (OSError, pa.ArrowInvalid):
         return None  # absent, or not a whole Arrow file: parse the CSV
     stamp = metadata.get(_STAMP_KEY)
-    current = source_stamp(source)
-    if stamp is None or current is None or json.loads(stamp) != current:
+    if stamp is None or json.loads(stamp) != current:
         return None
     return path
 
@@ -121,12 +142,13 @@ def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema
         if source_stamp(source) != stamp:
             os.remove(tmp)
             return None
-        path = entry_path(folder, source, what)
+        path = entry_path(folder, source, what, stamp)
         try:
             os.replace(tmp, path)
         except PermissionError:  # Windows: another process has the old entry open; it stays until next time
             os.remove(tmp)
             return None
+        _remove_other_entries(path, _entry_prefix(folder, source, what))
         return path
     except BaseException:
         try:
