@@ -297,10 +297,14 @@ def test_a_save_folder_symlinked_outside_root_is_refused(tree, server, tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
     root.mkdir()
-    folder = plan.items["destination"][0].as_py().split("/")[0]
+    folder, subfolder = plan.items["destination"][0].as_py().split("/")[:2]
     (root / folder).symlink_to(outside, target_is_directory=True)
+    # what looks like a killed run's leftovers, but outside the root: the clean-up must not reach it either
+    (outside / subfolder / f"{PARTIAL_PREFIX}someone-elses").mkdir(parents=True)
+    (outside / subfolder / f"{PARTIAL_PREFIX}someone-elses.jpg").write_bytes(b"not ours")
+    planted = set(outside.rglob("*"))
     report = download(plan, str(root), load_sources(), DownloadOptions(**FAST))["Conceptual Captions"]
-    assert report.failed >= 1 and not list(outside.rglob("*"))
+    assert report.failed >= 1 and set(outside.rglob("*")) == planted
     assert any("outside the media root" in e for e in report.errors)
 
 

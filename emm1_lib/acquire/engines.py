@@ -238,7 +238,7 @@ def download_dask(plan: Plan, root: str, sources: Dict[str, Source], options: Do
         finally:
             client.unsubscribe_topic(PROGRESS_TOPIC)
         # every task has finished: what a killed worker was writing is garbage now
-        remove_partials(destination_folders(plan, root))
+        remove_partials(destination_folders(plan, root), root)
     finally:
         if progress is not None:
             progress.close()

@@ -459,7 +459,7 @@ def prepare(plan: Plan, root: str, sources: Dict[str, Source], options: Download
     directories and Hub listings the survey read (kept for fetching on this machine)."""
     os.makedirs(root, exist_ok=True)
     manifest = Manifest(manifest_path(root))
-    remove_partials(destination_folders(plan, root))
+    remove_partials(destination_folders(plan, root), root)
     present = adopt_existing(plan.items, present_mask(plan.items, root, manifest), root, manifest, options.workers,
                              options.verify)
     run = _Run(root, sources, options, manifest)

@@ -116,10 +116,14 @@ def commit_file(produced: str, destination: str, modality: str, verify: bool = T
     return {"bytes": size, "sha256": digest.hexdigest()}
 
 
-def remove_partials(folders: Iterable[str]) -> int:
-    """Delete temporary files and folders a killed run left in `folders`; returns how many."""
+def remove_partials(folders: Iterable[str], root: str) -> int:
+    """Delete temporary files and folders a killed run left in `folders`; returns how many. A folder that resolves
+    outside `root` (a save folder that is a symlink to elsewhere) is not touched: nothing was written there."""
     removed = 0
+    real_root = os.path.realpath(root)
     for folder in folders:
+        if not _inside(os.path.realpath(folder), real_root):
+            continue
         try:
             names = os.listdir(folder)
         except OSError:
