@@ -110,18 +110,24 @@ def _resolve_table(table: pa.Table, indices: List[int], root: str, features: dat
     return cast_table_to_features(pa.table({name: columns[name] for name in features}), features)
 
 
-def _resolve_batch(batch: Dict[str, list], indices: List[int], root: str, features: datasets.Features) -> Dict[str, list]:
-    """Python batch function of `resolve` for streaming: the same as `_resolve_table` on lists.
-
-    (`datasets` 3.6 does not decode the rows of an Arrow-formatted streaming map, so streaming
-    goes through Python batches; media values are path strings that the features encode.)
-    """
+def _absolute_path_columns(batch: Dict[str, list], indices: List[int], root: str) -> Dict[str, list]:
+    """`batch` with its `*_file_path` columns checked (the stored-path rules) and made absolute under `root`."""
     columns = dict(batch)
     for name, values in batch.items():
         if name.endswith(PATH_SUFFIX):
             stored = pa.array(values, pa.string())
             raise_first(stored_media_paths(stored, f"resolve: column {name}", indices))
             columns[name] = join_under_root(root, stored).to_pylist()
+    return columns
+
+
+def _resolve_batch(batch: Dict[str, list], indices: List[int], root: str, features: datasets.Features) -> Dict[str, list]:
+    """Python batch function of `resolve` for streaming: the same as `_resolve_table` on lists.
+
+    (`datasets` 3.6 does not decode the rows of an Arrow-formatted streaming map, so streaming
+    goes through Python batches; media values are path strings that the features encode.)
+    """
+    columns = _absolute_path_columns(batch, indices, root)
     phase2 = all(f"{role}_modality" in columns for role in PHASE2_ROLES)
     for m in features:
         if m not in MODALITIES or m in batch:
@@ -175,13 +181,9 @@ def _absolute_media_table(table: pa.Table, indices: List[int], root: str, media:
 
 def _absolute_media_batch(batch: Dict[str, list], indices: List[int], root: str, media: Sequence[str]) -> Dict[str, list]:
     """Python batch function of the same, for streaming."""
-    out = dict(batch)
+    out = _absolute_path_columns(batch, indices, root)
     for name, values in batch.items():
-        if name.endswith(PATH_SUFFIX):
-            stored = pa.array(values, pa.string())
-            raise_first(stored_media_paths(stored, f"resolve: column {name}", indices))
-            out[name] = join_under_root(root, stored).to_pylist()
-        elif name in media:
+        if name in media:
             stored = pa.array([v["path"] if v else None for v in values], pa.string())
             raise_first(stored_media_paths(stored, f"resolve: column {name}.path", indices))
             joined = join_under_root(root, stored).to_pylist()

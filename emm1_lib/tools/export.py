@@ -95,8 +95,7 @@ class ExportedConfig:
         return sum(self.splits.values())
 
     def card_config(self) -> CardConfig:
-        return CardConfig(self.name, self.description, self.features, dict(self.splits), dict(self.split_bytes),
-                          {k: list(v) for k, v in self.files.items()}, self.file_bytes)
+        return CardConfig.of(self)
 
 
 @dataclass

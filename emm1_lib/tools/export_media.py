@@ -147,8 +147,7 @@ class MediaExportedConfig:
     counts: Dict[CountKey, MediaCounts] = field(default_factory=dict)
 
     def card_config(self) -> CardConfig:
-        return CardConfig(self.name, self.description, self.features, dict(self.splits), dict(self.split_bytes),
-                          {k: list(v) for k, v in self.files.items()}, self.file_bytes)
+        return CardConfig.of(self)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import re
 import string
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 from typing import Dict
 from typing import List
 from typing import Optional
@@ -68,6 +69,12 @@ class CardConfig:
     @property
     def num_rows(self) -> int:
         return sum(self.splits.values())
+
+    @classmethod
+    def of(cls, exported: Any) -> "CardConfig":
+        """From an exported config (`name`, `description`, `features`, `splits`, `split_bytes`, `files`, `file_bytes`)."""
+        return cls(exported.name, exported.description, exported.features, dict(exported.splits),
+                   dict(exported.split_bytes), {k: list(v) for k, v in exported.files.items()}, exported.file_bytes)
 
 
 def size_category(num_rows: int) -> str:
