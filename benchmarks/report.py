@@ -385,9 +385,10 @@ def _quick_tree(opts) -> List[str]:
 
 
 BENCHMARKS = [
-    # quiet-machine estimates: phase1 6m19s and prejoined 4m39s (/work/bench/phase1-quiet.log, prejoined-quiet.log,
-    # with the trees and the pre-joined copy already there); phase1_all at 0.25: 201 s at load 9-12; the rest
-    # measured with these arguments (see the report of the branch that added this script).
+    # Estimates for a quiet machine with the trees and the pre-joined copy already there: phase1 6m19s and prejoined
+    # 4m39s measured quiet; phase1_all at 0.25: 201 s at load 9-12; decode: 96 s a round at load 5; the others: their
+    # wall_s in docs/perf-run.json's partial run at load 4-10 (download 201 s, export_media 244 s, streaming 95 s,
+    # download_cluster 94 s), rounded down for a quiet machine. Total ~30 min, within BUDGET_S.
     Benchmark("phase1", "phase1.py", 390,
               lambda o: [*_tree(o, o.tree_dir), "--work-dir", os.path.join(o.work_dir, "phase1"), "--repeats", "3",
                          "--contenders", PHASE1_CONTENDERS, "--extras", "warm"],
@@ -670,6 +671,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"estimated {total / 60:.1f} min on a quiet 2-vCPU machine" + (" (default arguments; --quick is much less)"
                                                                         if args.quick else f" (budget {BUDGET_S / 60:.0f} min)"))
     if args.plan:
+        if own_work:
+            shutil.rmtree(args.work_dir, ignore_errors=True)
         return 0
     run = load_run(args.json)
     key = _utc_now()
