@@ -576,7 +576,11 @@ def render_entry(name: str, entry: Optional[dict], run: dict) -> List[str]:
              f"`{meta['git']['commit']}`), {entry['wall_s'] / 60:.1f} min; "
              + (f"load average (1 min) {', '.join(load)}" if load else "load average not recorded")
              + (f" ({entry['note']})" if entry.get("note") else "") + ":", "", "```bash", entry["command"], "```", ""]
-    return lines + BY_NAME[name].render(entry, run)
+    try:
+        return lines + BY_NAME[name].render(entry, run)
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, StopIteration) as err:
+        # a script's --json output changed shape: the run is kept, the block says so, main() exits non-zero
+        return lines + [f"_{RENDER_ERROR} ({type(err).__name__}: {err}); the raw figures are in docs/perf-run.json._"]
 
 
 def render_runs(run: dict) -> List[str]:
@@ -604,6 +608,9 @@ def render_runs(run: dict) -> List[str]:
     return lines
 
 
+RENDER_ERROR = "The figures of this entry could not be rendered"
+
+
 def render_page(text: str, run: dict, page_name: str = "the page") -> str:
     """The page with every generated block rewritten from `run`; every benchmark's marker must be there once."""
     blocks = {"run": render_runs(run)}
@@ -619,12 +626,18 @@ def render_page(text: str, run: dict, page_name: str = "the page") -> str:
     return text
 
 
-def write_page(page: str, run: dict) -> None:
+def write_page(page: str, run: dict) -> bool:
+    """Rewrite the page's blocks from `run`; False if a block could not be rendered (it says so on the page)."""
     with open(page, encoding="utf-8") as f:
         text = f.read()
     new = render_page(text, run, page)
     with open(page, "w", encoding="utf-8") as f:
         f.write(new)
+    if RENDER_ERROR in new:
+        print(f"{page}: some blocks could not be rendered from the stored run; search the page for "
+              f"\"{RENDER_ERROR}\"", file=sys.stderr)
+        return False
+    return True
 
 
 # -- main ------------------------------------------------------------------------------------------------------------
@@ -658,9 +671,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.render_only:
-        write_page(args.page, load_run(args.render_only))
+        rendered = write_page(args.page, load_run(args.render_only))
         print(f"rewrote {args.page} from {args.render_only}")
-        return 0
+        return 0 if rendered else 1
     selected = [BY_NAME[n] for n in args.only.split(",") if n] or BENCHMARKS
     own_work = args.work_dir is None
     args.work_dir = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="emm1-report-"))
@@ -694,7 +707,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             run["benchmarks"][bench.name] = entry
             run["runs"][key] = {**meta, "finished": _utc_now()}
             save_run(run, args.json)  # after each benchmark: an interrupted run keeps what it measured
-            write_page(args.page, load_run(args.json))  # the page is what the stored file renders
+            if not write_page(args.page, load_run(args.json)):  # the page is what the stored file renders
+                failures.append(f"{bench.name}: its figures could not be rendered (see the page)")
     finally:
         if own_work:
             shutil.rmtree(args.work_dir, ignore_errors=True)

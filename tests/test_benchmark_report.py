@@ -76,6 +76,21 @@ def test_the_docs_page_is_what_its_stored_run_renders():
     with open(report.DEFAULT_PAGE, encoding="utf-8") as f:
         text = f.read()
     assert report.render_page(text, report.load_run(report.DEFAULT_JSON)) == text
+    assert report.RENDER_ERROR not in text
+
+
+def test_a_result_of_another_shape_is_reported_on_the_page(quick_run, tmp_path):
+    """A script whose --json output changed shape: the block says so and the exit status is not 0."""
+    folder, page, stored = quick_run
+    run = json.loads(stored.read_text())
+    del run["benchmarks"]["load_route"]["result"]["median"]
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(run))
+    copy = tmp_path / "page.md"
+    shutil.copy(page, copy)
+    assert report.main(["--render-only", str(changed), "--page", str(copy)]) == 1
+    block = _block(copy.read_text(encoding="utf-8"), "load_route")
+    assert report.RENDER_ERROR in block and "KeyError" in block and "python benchmarks/load_route.py" in block
 
 
 def test_a_page_without_a_block_is_refused(tmp_path):
