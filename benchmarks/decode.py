@@ -241,6 +241,7 @@ def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
     parser.add_argument("--cases", default="", help="only the media whose name contains one of these comma-separated words")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size of the iter and loader routes")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the loader route")
+    parser.add_argument("--json", help="write the figures here (per-round ratios, medians, load average)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: JSON job of one side
     args = parser.parse_args(argv)
     if args.child:
@@ -307,6 +308,12 @@ def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
                 cells.append(f"{statistics.median(values):5.2f} ({min(values):.2f}-{max(values):.2f})")
             print(f"{name:32s} " + " ".join(f"{c:>17s}" for c in cells))
         print()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"datasets": datasets.__version__, "files": args.files, "rounds": args.rounds,
+                       "passes": args.passes, "batch_size": args.batch_size, "workers": args.workers, "routes": routes,
+                       "load_start": load_start, "load_end": load_end, "median": summary, "ratios": results,
+                       "wall_ratios": wall_results}, f, indent=1)
     return summary
 
 

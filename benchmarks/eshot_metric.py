@@ -76,7 +76,7 @@ def naive_layout_metric():
     return NaiveLayoutEShot()
 
 
-def evaluate_ratio(repeats: int) -> None:
+def evaluate_ratio(repeats: int) -> Dict[str, float]:
     import evaluate
 
     from emm1_lib.evaluation.eshot_protocol import eshot_scores
@@ -105,6 +105,9 @@ def evaluate_ratio(repeats: int) -> None:
           f" default layout would be {naive_times['naive'] / times['core']:.1f}x)")
     print(f"   audio->points top1 {expected['audio_to_points_top1']:.4f}, points->audio top1"
           f" {expected['points_to_audio_top1']:.4f}")
+    return {"core_s": times["core"], "metric_s": times["metric"], "default_layout_s": naive_times["naive"],
+            "ratio": times["metric"] / times["core"], "default_layout_ratio": naive_times["naive"] / times["core"],
+            "rows": 3500, "dim": 1024, "categories": 112, "repeats": repeats}
 
 
 def scale_child(num_rows: int, dim: int, num_categories: int) -> None:
@@ -133,7 +136,7 @@ def scale_child(num_rows: int, dim: int, num_categories: int) -> None:
     }))
 
 
-def scale_run(num_rows: int, dim: int, num_categories: int) -> None:
+def scale_run(num_rows: int, dim: int, num_categories: int) -> Dict[str, float]:
     command = [sys.executable, os.path.abspath(__file__), "--scale-child", str(num_rows), str(dim), str(num_categories)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     stats = json.loads(output.strip().splitlines()[-1])
@@ -147,23 +150,29 @@ def scale_run(num_rows: int, dim: int, num_categories: int) -> None:
           f" = {stats['traced_peak_bytes'] / stats['input_bytes']:.2f}x the input,"
           f" {stats['traced_peak_bytes'] / stats['full_similarity_bytes']:.2f}x the full similarity matrix")
     print(f"   peak RSS of the whole process (input included) {stats['max_rss_bytes'] / mib:,.0f} MiB")
+    return {**stats, "queries": num_rows, "dim": dim, "categories": num_categories}
 
 
-def main() -> None:
+def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timing rounds (the minimum is reported)")
     parser.add_argument("--scale-queries", type=int, default=100_000, help="rows of the scale run")
     parser.add_argument("--scale-categories", type=int, default=1000)
     parser.add_argument("--scale-dim", type=int, default=1024)
     parser.add_argument("--skip-scale", action="store_true", help="only the evaluate/core ratio")
+    parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--scale-child", nargs=3, type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.scale_child:
         scale_child(*args.scale_child)
-        return
-    evaluate_ratio(args.repeats)
+        return {}
+    report = {"evaluate": evaluate_ratio(args.repeats)}
     if not args.skip_scale:
-        scale_run(args.scale_queries, args.scale_dim, args.scale_categories)
+        report["scale"] = scale_run(args.scale_queries, args.scale_dim, args.scale_categories)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     parser.add_argument("--repo", default=REPO, help="checkout whose emm1.py / emm1_lib are timed")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per measurement")
     parser.add_argument("--work-dir", help="where the tree and caches go (default: a temporary folder)")
+    parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     work = args.work_dir or tempfile.mkdtemp(prefix="emm1-load-route-")
     os.makedirs(work, exist_ok=True)
@@ -102,6 +103,11 @@ def main(argv: List[str] = None) -> Dict[str, float]:
         summary["ratio"] = summary["load_dataset"] / summary["builder"]
         print(f"median builder class {summary['builder']:.2f} s, load_dataset {summary['load_dataset']:.2f} s: "
               f"ratio {summary['ratio']:.2f} (target <= 2)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"media_files": args.media_files, "captions": args.captions, "rounds": args.rounds,
+                           "config": args.config, "rows": rows["builder"], "seconds": times, "median": summary}, f,
+                          indent=1)
         return summary
     finally:
         if not args.work_dir:

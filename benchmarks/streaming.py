@@ -115,6 +115,8 @@ def main(argv: List[str] = None) -> dict:
     parser.add_argument("--scale", type=float, default=0.02, help="size of the generated tree (benchmarks/phase1.py's)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows read by each measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tree-dir", help="where the generated tree is cached (default ~/.cache/emm1/bench-{scale})")
+    parser.add_argument("--json", help="write the figures here (per repeat and medians)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -124,7 +126,7 @@ def main(argv: List[str] = None) -> dict:
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import phase1
 
-    tree_dir = os.path.expanduser(f"~/.cache/emm1/bench-{args.scale:g}")
+    tree_dir = os.path.abspath(os.path.expanduser(args.tree_dir or f"~/.cache/emm1/bench-{args.scale:g}"))
     tree = phase1.ensure_tree(tree_dir, args.scale)
     parquet = os.path.join(tree_dir, "phase1_nn1.parquet")
     if not os.path.exists(parquet):
@@ -161,6 +163,10 @@ def main(argv: List[str] = None) -> dict:
                         "ratio": statistics.median(ratios)}
         print(f"{way:8s} {summary[way]['emm1']:14,.0f} {summary[way]['parquet']:15,.0f} "
               f"{summary[way]['ratio']:15.2f}   ({', '.join(f'{r:.2f}' for r in ratios)})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"datasets": datasets.__version__, "scale": args.scale, "rows": args.rows, "repeats": args.repeats,
+                       "tree": tree_dir, "median": summary, "results": results}, f, indent=1)
     return summary
 
 
