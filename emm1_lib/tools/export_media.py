@@ -65,6 +65,7 @@ from emm1_lib.schema.layout import PATH_SUFFIX
 from emm1_lib.schema.licenses import UNRECORDED
 from emm1_lib.schema.licenses import LicensePolicy
 from emm1_lib.schema.licenses import license_policy
+from emm1_lib.tools.export import MANIFEST_FILE
 from emm1_lib.tools.export import _check_out_dir
 from emm1_lib.tools.export import _relative_paths
 from emm1_lib.tools.hub_card import DEFAULT_REPO_ID
@@ -77,7 +78,6 @@ DEFAULT_MEDIA_SHARD_BYTES = 500 * 10**6  # datasets.config.MAX_SHARD_SIZE ("500M
 # streaming reader (and the Hub viewer) fetches a few rows' media, not a whole shard's.
 MEDIA_ROW_GROUP_ROWS = {"image": 100, "audio": 100, "points": 100, "video": 10}
 DEFAULT_NUM_WORKERS = 4
-MANIFEST_FILE = "emm1-manifest.json"
 MANIFEST_VERSION = 1
 FORMATS = ("parquet", "webdataset")
 _EXTENSIONS = {"parquet": "parquet", "webdataset": "tar"}
