@@ -419,21 +419,45 @@ def _size_or_minus1(path: str) -> int:
 
 def _plan(estimates: np.ndarray, max_shard_bytes: int, row_group_rows: int) -> List[Tuple[int, int]]:
     """Contiguous row ranges, cut at row-group boundaries, each estimated under the bound (a single row
-    group larger than the bound gets a shard of its own)."""
+    group larger than the bound gets a shard of its own): as few shards as fit, of about equal size.
+
+    Equal, not filled up in order: streaming readers hand whole shards to DataLoader workers and nodes
+    (shard i to worker i mod n), so a small remainder shard leaves a worker idle at the end of every pass."""
     n = len(estimates)
     if n == 0:
         return [(0, 0)]
     budget = max_shard_bytes * _PLAN_HEADROOM
     group_bytes = np.add.reduceat(estimates, np.arange(0, n, row_group_rows))
-    ranges: List[Tuple[int, int]] = []
-    start, total = 0, 0
+    cuts: List[int] = []  # in row groups
+    first, total = 0, 0
     for g, size in enumerate(group_bytes):
-        if total and total + size > budget:
-            ranges.append((start, g * row_group_rows))
-            start, total = g * row_group_rows, 0
+        if g > first and total + size > budget:
+            cuts.append(g)
+            first, total = g, 0
         total += size
-    ranges.append((start, n))
-    return ranges
+    balanced = _balanced_cuts(group_bytes, len(cuts) + 1, budget)
+    cuts = balanced if balanced is not None else cuts
+    bounds = [0] + [g * row_group_rows for g in cuts] + [n]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _balanced_cuts(group_bytes: np.ndarray, shards: int, budget: float) -> Optional[List[int]]:
+    """Row-group cuts into `shards` ranges of about equal bytes, or None when one would exceed `budget`."""
+    if shards == 1:
+        return []
+    cumulative = np.cumsum(group_bytes)
+    targets = cumulative[-1] * np.arange(1, shards) / shards
+    after = np.searchsorted(cumulative, targets)  # the first group whose end reaches the target
+    before = np.concatenate([[0], cumulative])[after]  # bytes before that group
+    cuts = np.where(cumulative[after] - targets < targets - before, after + 1, after)
+    cuts = np.clip(cuts, 1, len(group_bytes) - 1)
+    if len(np.unique(cuts)) != len(cuts):
+        return None
+    sizes = np.diff(np.concatenate([[0], cumulative[cuts - 1], [cumulative[-1]]]))
+    single = np.diff(np.concatenate([[0], cuts, [len(group_bytes)]])) == 1
+    if np.any((sizes > budget) & ~single):
+        return None
+    return [int(c) for c in cuts]
 
 
 def _rows_key(job: _SplitJob) -> str:
