@@ -9,7 +9,10 @@ A. Export MB/s: `export_media` (emm1 export --embed-media) against `Dataset.push
 B. Streaming decoded rows: `load_dataset(repo, streaming=True)` from the stand-in Hub (tests/standin_hub.py,
    127.0.0.1) -> `emm1.resolve` -> torch DataLoader with 2 workers, against the builder's prepared config with
    the media decoded from local files through the same DataLoader (2 workers). Per row both sides decode the
-   image, the audio, the point cloud and the first video frame.
+   image, the audio, the point cloud and the first video frame. Both sides' processes run with
+   ARROW_DEFAULT_MEMORY_POOL=system (`--arrow-memory-pool`; docs/publishing.md says why). Reported: rows/s of the
+   whole run (timed from the DataLoader's start), steady-state rows/s (the second half of the rows) and the time
+   to the first row counted from `load_dataset` (Hub API calls, data files, card) / the prepared builder.
 
 Every measurement runs in a fresh process; rounds interleave the two sides with alternating order, so machine
 load affects both alike; the ratio is of each side's best round. The tree: one phase-1 config whose media have
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from typing import Dict
 from typing import List
 
@@ -92,6 +96,7 @@ def touch(row):
     n += int(row["video"][0].shape[0])
     return n
 
+setup = time.perf_counter()
 if spec["side"] == "hub":
     import pyarrow.dataset as pds
     options = {} if spec["stock_options"] else dict(
@@ -106,9 +111,13 @@ else:
     data = builder.as_dataset(split="train")
 loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=2, collate_fn=touch)
 start = time.perf_counter()
-rows = sum(1 for _ in loader)
-seconds = time.perf_counter() - start
-print(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_mb": peak_mb()}))
+setup_s = start - setup  # load_dataset (Hub API calls, data files, card) + resolve, or the prepared builder
+stamps = [time.perf_counter() - start for _ in loader]
+rows, seconds = len(stamps), stamps[-1]
+half = stamps[rows // 2]  # steady state: the second half of the rows, startup and first reads behind
+print(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_mb": peak_mb(),
+                  "setup_s": setup_s, "first_row_s": setup_s + stamps[0],
+                  "steady_rows_per_s": (rows - 1 - rows // 2) / (seconds - half)}))
 sys.stdout.flush()
 os._exit(0)
 '''
@@ -154,6 +163,9 @@ def main(argv: List[str] = None) -> Dict:
     parser.add_argument("--stock-options", action="store_true",
                         help="stream with load_dataset's defaults (pyarrow pre-buffering on) instead of pre_buffer=False "
                              "and 8 MiB blocks")
+    parser.add_argument("--arrow-memory-pool", default="system", choices=("system", "mimalloc", "jemalloc", "default"),
+                        help="ARROW_DEFAULT_MEMORY_POOL of both streaming sides' processes (default: system, as "
+                             "docs/publishing.md recommends for DataLoader workers; 'default': pyarrow's own)")
     parser.add_argument("--skip-export", action="store_true",
                         help="reuse the tree and export of an earlier run in --work-dir; measure streaming only")
     args = parser.parse_args(argv)
@@ -205,6 +217,14 @@ def streaming_report(args, base: Dict, work: pathlib.Path) -> Dict:
         hub.add_repo(HUB_REPO, str(work / "ours"))
         env = hub.client_env(hf_home=str(work / "hf-home"))
         env["PYTHONPATH"] = str(REPO_ROOT)
+        env.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+        if args.arrow_memory_pool != "default":
+            env["ARROW_DEFAULT_MEMORY_POOL"] = args.arrow_memory_pool
+        # The stand-in hashes an LFS file (SHA-256, its CDN name) at its first request; the Hub has it stored.
+        for shard in sorted((work / "ours").rglob("*.parquet")):
+            urllib.request.urlopen(urllib.request.Request(
+                f"{hub.endpoint}/datasets/{HUB_REPO}/resolve/main/{shard.relative_to(work / 'ours').as_posix()}",
+                method="HEAD"), timeout=600).close()
         stream_rounds: Dict[str, List[Dict]] = {"hub": [], "local": []}
         for r in range(args.rounds):
             sides = ["hub", "local"] if r % 2 == 0 else ["local", "hub"]
@@ -216,12 +236,20 @@ def streaming_report(args, base: Dict, work: pathlib.Path) -> Dict:
                 stream_rounds[side].append(result)
         read = sum(hub.bytes_read(HUB_REPO).values())
     best_s = {k: max(v, key=lambda x: x["rows_per_s"]) for k, v in stream_rounds.items()}
+    best_steady = {k: max(x["steady_rows_per_s"] for x in v) for k, v in stream_rounds.items()}
+    first_row = {k: min(x["first_row_s"] for x in v) for k, v in stream_rounds.items()}
     report = {"rows_per_s": {k: v["rows_per_s"] for k, v in best_s.items()},
               "local_over_hub": best_s["local"]["rows_per_s"] / best_s["hub"]["rows_per_s"],
+              "steady_rows_per_s": best_steady, "steady_local_over_hub": best_steady["local"] / best_steady["hub"],
+              "first_row_s": first_row, "arrow_memory_pool": args.arrow_memory_pool,
               "hub_bytes_read_all_rounds": read, "all": stream_rounds}
     print(f"streaming decoded rows, 2-worker DataLoader: hub {best_s['hub']['rows_per_s']:.0f} rows/s, "
           f"local files {best_s['local']['rows_per_s']:.0f} rows/s, local/hub {report['local_over_hub']:.2f}x; "
           f"the stand-in server used {best_s['hub']['server_cpu_s']:.1f} s CPU on this machine in the hub run")
+    print(f"  steady state (second half of the rows): hub {best_steady['hub']:.0f} rows/s, local {best_steady['local']:.0f} "
+          f"rows/s, local/hub {report['steady_local_over_hub']:.2f}x; time to first row (load_dataset + resolve + "
+          f"DataLoader start): hub {first_row['hub']:.2f} s, local {first_row['local']:.2f} s; "
+          f"ARROW_DEFAULT_MEMORY_POOL={args.arrow_memory_pool}")
     return report
 
 

@@ -28,6 +28,11 @@ class DanglingIdWarning(UserWarning):
     """Ids referenced by a grouping file have no row in the matching infos table (kept as nulls, counted)."""
 
 
+class UnembeddedMediaWarning(UserWarning):
+    """`resolve()` without a root on an export with the media inside: some items were published without bytes
+    (counted per column); their stored paths are not opened."""
+
+
 class MissingRoleWarning(UserWarning):
     """A pre-joined Parquet file has no column for an optional role (e.g. `source_dataset_image`): its output is null."""
 

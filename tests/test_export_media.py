@@ -14,18 +14,23 @@ import warnings
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
 import emm1
 from emm1_lib.builders.registry import builder_config_names
 from emm1_lib.errors import DanglingIdWarning
+from emm1_lib.errors import EMM1DataError
 from emm1_lib.media.features import media_feature
 from emm1_lib.schema.licenses import REDISTRIBUTABLE_LICENSES
 from emm1_lib.schema.licenses import UNRECORDED
 from emm1_lib.schema.licenses import normalize_license
 from emm1_lib.testing.sample import generate_sample_tree
 from emm1_lib.tools.cli import main as emm1_main
+from emm1_lib.tools.export import export
 from emm1_lib.tools.export_media import MANIFEST_FILE
+from emm1_lib.tools.export_media import _PLAN_HEADROOM
+from emm1_lib.tools.export_media import _plan
 from emm1_lib.tools.export_media import export_media
 
 MEDIA = ("image", "audio", "video", "points")
@@ -298,6 +303,46 @@ def test_switching_format_leaves_no_shards_of_the_old_one(released_tree, tmp_pat
     result = export_media(out, released_tree.metadata_dir, released_tree.root, fmt="webdataset", **kwargs)
     assert sorted(os.listdir(os.path.join(out, "eshot_points"))) == sorted(
         os.path.basename(f) for f in result.configs[0].files["test"])
+
+
+def test_plain_export_over_a_media_export_leaves_no_manifest_or_media_shards(released_tree, tmp_path):
+    """`emm1 export --overwrite` (no media) into the folder of an `--embed-media` export: the manifest described
+    shards that are gone, so it goes too; a later media export then plans afresh and writes every shard."""
+    out = str(tmp_path / "repo")
+    cache = str(tmp_path / "cache")
+    kwargs = dict(configs=["eshot_points"], all_licenses=True, cache_dir=cache, fmt="webdataset")
+    export_media(out, released_tree.metadata_dir, released_tree.root, **kwargs)
+    assert os.path.isfile(os.path.join(out, MANIFEST_FILE))
+    result = export(out, released_tree.metadata_dir, ["eshot_points"], cache_dir=cache, overwrite=True)
+    assert not os.path.exists(os.path.join(out, MANIFEST_FILE))
+    (entry,) = result.configs
+    assert sorted(os.listdir(os.path.join(out, "eshot_points"))) == sorted(
+        os.path.basename(f) for files in entry.files.values() for f in files)
+    loaded = load_dataset(out, "eshot_points", split="test")
+    assert "points" not in loaded.column_names and len(loaded) == sum(entry.splits.values())
+    with pytest.raises(EMM1DataError, match="not empty"):  # no manifest now: not taken for a media export
+        export_media(out, released_tree.metadata_dir, released_tree.root, **kwargs)
+    again = export_media(out, released_tree.metadata_dir, released_tree.root, overwrite=True, **kwargs)
+    assert again.configs[0].kept == [] and again.configs[0].written
+
+
+def test_shard_plan_cuts_equal_shards_under_the_bound():
+    """Streaming hands whole shards to DataLoader workers (shard i to worker i mod n): a remainder shard left by
+    filling shards up in order (400, 410, 410, 280 rows here) idles a worker at the end of every pass."""
+    rows, group = 1500, 10
+    bound = int(rows * 375_000 / 4 * 1.15) + (1 << 20)  # what benchmarks/export_media.py asks for 4 shards
+    ranges = _plan(np.full(rows, 375_000), bound, group)
+    sizes = [b - a for a, b in ranges]
+    assert len(ranges) == 4 and max(sizes) - min(sizes) <= group, sizes
+    rng = np.random.default_rng(0)
+    for _ in range(2000):  # any sizes (a few rows far over the bound, empty rows): contiguous, at row-group
+        n, group = int(rng.integers(1, 300)), int(rng.integers(1, 30))  # boundaries, under the bound or one group
+        estimates = rng.integers(0, 1000, n) + (rng.random(n) < 0.02) * 50_000
+        bound = int(rng.integers(500, 100_000))
+        ranges = _plan(estimates, bound, group)
+        assert [a for a, _ in ranges] == [0] + [b for _, b in ranges[:-1]] and ranges[-1][1] == n
+        assert all(a % group == 0 and a < b for a, b in ranges)
+        assert all(estimates[a:b].sum() <= bound * _PLAN_HEADROOM or b - a <= group for a, b in ranges)
 
 
 def test_half_written_shards_of_a_killed_export_never_match_the_cards_glob(released_tree, tmp_path):

@@ -14,7 +14,9 @@ from datasets.table import embed_table_storage
 
 import emm1
 from emm1_lib.errors import EMM1DataError
+from emm1_lib.errors import UnembeddedMediaWarning
 from emm1_lib.media.files import MediaOutsideRootError
+from emm1_lib.media.files import UnembeddedMediaError
 from emm1_lib.testing.sample_media import write_image
 from emm1_lib.testing.sample_media import write_openshape_npy
 
@@ -107,3 +109,62 @@ def test_embedding_a_resolved_dataset_never_reads_outside_the_root(media_root, t
 def test_allow_outside_root_lets_your_own_links_through(media_root):
     resolved = emm1.resolve(_export_rows([LINK]), str(media_root), allow_outside_root=True)
     assert resolved[0]["image"].size == (32, 24)
+
+
+def _embedded_export_rows(media_root, stored_without_bytes):
+    """A split as stock `datasets` loads an export with the media inside: row 0 embedded, row 1 published without
+    bytes (its licence was left out) whose stored path names `stored_without_bytes`."""
+    embedded = pathlib.Path(media_root / INSIDE).read_bytes()
+    return datasets.Dataset.from_dict(
+        {"encord_text_id": [0, 1], "image_file_path": [INSIDE, "shared/image/not-embedded.jpg"],
+         "image": [{"bytes": embedded, "path": "inside.jpg"}, {"bytes": None, "path": stored_without_bytes}]},
+        features=datasets.Features({"encord_text_id": datasets.Value("int64"),
+                                    "image_file_path": datasets.Value("string"), "image": datasets.Image()}))
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """A real image outside any media root: what a hostile stored path would name."""
+    path = tmp_path / "elsewhere" / "secret.jpg"
+    path.parent.mkdir()
+    write_image(path, seed=7)
+    return str(path)
+
+
+def test_resolve_without_a_root_never_opens_the_stored_path_of_an_item_without_bytes(media_root, secret):
+    ds = _embedded_export_rows(media_root, secret)
+    with pytest.warns(UnembeddedMediaWarning, match=r"1 in column 'image' \(the first: row 1, .*secret\.jpg\).*"
+                                                    r"Pass root=\.\.\."):
+        resolved = emm1.resolve(ds)
+    assert resolved[0]["image"].size == (32, 24)  # embedded bytes need no root
+    with pytest.raises(UnembeddedMediaError, match=r"Column 'image': .*secret\.jpg was published without its bytes.*"
+                                                   r"Pass root=\.\.\. to read media the export did not embed"):
+        resolved[1]["image"]
+    with pytest.warns(UnembeddedMediaWarning, match="decode to None"):
+        nulls = emm1.resolve(ds, on_missing_media="null")
+    assert nulls[1]["image"] is None and nulls[0]["image"].size == (32, 24)
+
+
+def test_resolve_streaming_without_a_root_never_opens_the_stored_path_of_an_item_without_bytes(media_root, secret):
+    stream = emm1.resolve(_embedded_export_rows(media_root, secret).to_iterable_dataset())
+    rows = iter(stream)
+    assert next(rows)["image"].size == (32, 24)
+    with pytest.raises(UnembeddedMediaError, match=r"Column 'image': .*secret\.jpg.*Pass root="):
+        next(rows)
+    nulls = list(emm1.resolve(_embedded_export_rows(media_root, secret).to_iterable_dataset(), on_missing_media="null"))
+    assert nulls[1]["image"] is None
+
+
+def test_embedding_an_export_resolved_without_a_root_never_reads_a_stored_path(media_root, secret):
+    """`push_to_hub` / `to_parquet` of a dataset resolved without a root: nothing is read from stored paths."""
+    with pytest.warns(UnembeddedMediaWarning):
+        resolved = emm1.resolve(_embedded_export_rows(media_root, secret), decode=False)
+    with pytest.raises(UnembeddedMediaError, match=r"secret\.jpg"):
+        embed_table_storage(pa.table(resolved.with_format("arrow")[:]))
+
+
+def test_resolve_with_a_root_reads_items_without_bytes_under_it(media_root):
+    """With root=, an item published without bytes is read from root/path, under the root's checks."""
+    ds = _embedded_export_rows(media_root, INSIDE)
+    resolved = emm1.resolve(ds, str(media_root))
+    assert resolved[1]["image"].size == (32, 24)

@@ -8,9 +8,12 @@ same checks, the outside-root check included, on `Dataset`, `IterableDataset` an
 An export with the media inside (`emm1 export --embed-media`) already has `image`/`audio`/`video`/`points`
 columns of `{bytes, path}` (stock `Image`/`Audio`/`Video`, a plain struct for points): `resolve(ds)` casts
 them to the project's decoding features, no root needed; with `root`, the items published without bytes
-(licence, missing file) are read from `root/path`.
+(licence, missing file) are read from `root/path`. Without `root` their stored paths are never opened: they
+are missing media (`on_missing_media`: `UnembeddedMediaError` naming the column and path, or None), and
+for a `Dataset` resolve() counts them up front (`UnembeddedMediaWarning`).
 """
 import os
+import warnings
 from typing import Any
 from typing import Dict
 from typing import List
@@ -29,6 +32,7 @@ from emm1_lib.media.features import media_feature
 from emm1_lib.schema.layout import MODALITIES
 from emm1_lib.schema.layout import PATH_SUFFIX
 from emm1_lib.schema.layout import PHASE2_ROLES
+from emm1_lib.errors import UnembeddedMediaWarning
 from emm1_lib.errors import raise_first
 from emm1_lib.schema.paths import join_under_root
 from emm1_lib.schema.rules import stored_media_paths
@@ -191,6 +195,32 @@ def _absolute_media_batch(batch: Dict[str, list], indices: List[int], root: str,
     return out
 
 
+def _warn_unembedded(dataset: datasets.Dataset, media: Sequence[str], on_missing_media: str) -> None:
+    """Count the items published without bytes (a struct with a path, null bytes) and say what happens to them.
+
+    Reads only validity bitmaps (and the first such item's path), never the media bytes."""
+    table = dataset.data.table
+    indices = None if dataset._indices is None else dataset._indices.column(0)
+    found = []
+    for m in media:
+        column = table[m]
+        mask = pc.and_(pc.is_valid(column), pc.is_null(pc.struct_field(column, "bytes")))
+        if indices is not None:
+            mask = pc.take(mask, indices)
+        count = pc.sum(mask).as_py() or 0
+        if count:
+            row = pc.index(mask, True).as_py()
+            path = dataset.select_columns([m]).with_format("arrow")[row][m][0]["path"].as_py()
+            found.append(f"{count} in column {m!r} (the first: row {row}, {path})")
+    if found:
+        outcome = "decode to None and stay unembedded (on_missing_media='null')" if on_missing_media == "null" else (
+            "raise UnembeddedMediaError when decoded or embedded")
+        warnings.warn(
+            f"resolve(): items published without their bytes (the export's licence choice left them out, or the "
+            f"file was missing): {'; '.join(found)}. Without a root their stored paths are not opened: they "
+            f"{outcome}. Pass root=... to read media the export did not embed.", UnembeddedMediaWarning, stacklevel=3)
+
+
 def _resolve_embedded(dataset, media: List[str], root: Optional[str], decode: bool, on_missing_media: str,
                       media_options: Optional[Dict[str, dict]], modalities: Optional[Sequence[str]],
                       num_proc: Optional[int], allow_outside_root: bool):
@@ -201,8 +231,13 @@ def _resolve_embedded(dataset, media: List[str], root: Optional[str], decode: bo
     options = media_options or {}
     features = datasets.Features(dataset.features)
     for m in wanted:
+        # Without a root, an item published without bytes is never opened from its stored path (a string from
+        # whoever wrote the repository): it is missing media, under `on_missing_media`.
         features[m] = media_feature(m, decode=decode, on_missing_media=on_missing_media,
-                                    media_root=None if allow_outside_root or root is None else root, **options.get(m, {}))
+                                    media_root=None if allow_outside_root or root is None else root,
+                                    read_paths=root is not None, **options.get(m, {}))
+    if root is None and isinstance(dataset, datasets.Dataset):
+        _warn_unembedded(dataset, wanted, on_missing_media)
     if root is not None:
         fn_kwargs = {"root": root, "media": wanted}
         if isinstance(dataset, datasets.IterableDataset):
@@ -233,9 +268,11 @@ def resolve(
     Args:
         dataset: a split (or dict of splits) loaded from an export, e.g. `load_dataset(DIR, "phase1_nn1")`.
         root: the media root holding `save_folder/{modality folder}/file_name`; a local folder or a URL.
-            Optional for an export with embedded media (then only the items published without bytes need it).
+            Optional for an export with embedded media: only the items published without bytes need it, and
+            without it they are not read (see `on_missing_media`; a `Dataset` warns with their count).
         decode: media columns decode on access (False: `{"bytes", "path"}` dicts).
-        on_missing_media: "error" (a missing file raises, naming it) or "null" (decodes to None).
+        on_missing_media: "error" (a missing file raises, naming it) or "null" (decodes to None); without a
+            root, items of an embedded export published without bytes count as missing.
         media_options: per-modality feature options, e.g. `{"points": {"num_points": 2048}}`.
         modalities: media columns to add (default: every modality that has paths; all four for phase 2).
         num_proc: processes for the map of a `Dataset`.

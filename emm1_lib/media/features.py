@@ -89,12 +89,15 @@ def embed_bytes_path(
     local_files: bool = True,
     remote_files: bool = True,
     media_root: Optional[str] = None,
+    read_paths: bool = True,
+    column: str = "media",
 ) -> pa.StructArray:
     """Read the files `{bytes, path}` rows reference into `bytes` and keep only the basename as path.
 
     `local_files`/`remote_files` choose what to embed (datasets >= 4.8 passes them). A missing
     file raises `MissingMediaError`, or with `on_missing_media="null"` keeps its reference unembedded.
     A local file outside `media_root` raises `MediaOutsideRootError`: it is never read, so never uploaded.
+    `read_paths=False`: no file is read; a value without bytes follows `on_missing_media` (see `resolve_media`).
     """
     out_bytes, out_paths = [], []
     for row in storage.to_pylist():
@@ -105,7 +108,8 @@ def embed_bytes_path(
         data, path = row.get("bytes"), row.get("path")
         wanted = path is not None and ((remote_files and is_remote(path)) or (local_files and not is_remote(path)))
         if data is None and wanted:
-            source = resolve_media({"bytes": None, "path": path}, on_missing_media, token_per_repo_id, media_root)
+            source = resolve_media({"bytes": None, "path": path}, on_missing_media, token_per_repo_id, media_root,
+                                   read_paths, column)
             if source is None:  # missing and on_missing_media="null": keep the reference
                 out_bytes.append(None)
                 out_paths.append(path)
@@ -130,6 +134,13 @@ def embed_bytes_path(
 # root is the same feature) nor of the repr.
 def _media_root_field():
     return field(default=None, compare=False, repr=False)
+
+
+# False on the media columns `emm1.resolve` gives an export with the media inside when no root was passed: an
+# item without bytes is then never opened from its stored path (a string from whoever wrote the repository),
+# it follows `on_missing_media` instead. Saved in the features JSON for the same reason as `media_root`.
+def _read_paths_field():
+    return field(default=True, compare=False, repr=False)
 
 
 class _BytesPathMedia:
@@ -176,7 +187,7 @@ class _BytesPathMedia:
         Missing files raise, or stay unembedded (bytes null) with `on_missing_media="null"`.
         """
         return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files,
-                                self.media_root)
+                                self.media_root, self.read_paths, self.column)
 
     def flatten(self) -> Union["_BytesPathMedia", Dict[str, Any]]:
         """Undecoded features flatten to their `bytes`/`path` columns; decoded ones cannot."""
@@ -187,7 +198,8 @@ class _BytesPathMedia:
     def _source(self, value: Any, token_per_repo_id: Optional[Dict[str, Any]]):
         if not self.decode:
             raise RuntimeError(f"Decoding is disabled for this feature. Use {type(self).__name__}(decode=True).")
-        return resolve_media(value, self.on_missing_media, token_per_repo_id, self.media_root)
+        return resolve_media(value, self.on_missing_media, token_per_repo_id, self.media_root, self.read_paths,
+                             self.column)
 
 
 @dataclass
@@ -211,6 +223,8 @@ class EMM1PointCloud(_BytesPathMedia):
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
         media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
             raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
+        read_paths (`bool`, defaults to `True`): `False` never opens a value's stored path when it has no
+            bytes (`emm1.resolve` of an export with the media inside, without a root); it follows `on_missing_media`.
         id (`str`, *optional*): unused, for symmetry with `datasets` features.
     """
 
@@ -221,9 +235,11 @@ class EMM1PointCloud(_BytesPathMedia):
     decode: bool = True
     on_missing_media: str = "error"
     media_root: Optional[str] = _media_root_field()
+    read_paths: bool = _read_paths_field()
     id: Optional[str] = field(default=None, repr=False)
     dtype: ClassVar[str] = "dict"
     _type: str = field(default="EMM1PointCloud", init=False, repr=False)
+    column: ClassVar[str] = "points"  # the media column of this modality, named in errors
 
     def _encode_decoded(self, value: Any) -> Optional[dict]:
         if isinstance(value, np.ndarray):
@@ -268,6 +284,8 @@ class EMM1Audio(_BytesPathMedia):
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
         media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
             raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
+        read_paths (`bool`, defaults to `True`): `False` never opens a value's stored path when it has no
+            bytes (`emm1.resolve` of an export with the media inside, without a root); it follows `on_missing_media`.
         id (`str`, *optional*): unused, for symmetry with `datasets` features.
     """
 
@@ -276,9 +294,11 @@ class EMM1Audio(_BytesPathMedia):
     decode: bool = True
     on_missing_media: str = "error"
     media_root: Optional[str] = _media_root_field()
+    read_paths: bool = _read_paths_field()
     id: Optional[str] = field(default=None, repr=False)
     dtype: ClassVar[str] = "dict"
     _type: str = field(default="EMM1Audio", init=False, repr=False)
+    column: ClassVar[str] = "audio"  # the media column of this modality, named in errors
 
     def _encode_decoded(self, value: Any) -> Optional[dict]:
         import soundfile
@@ -321,6 +341,8 @@ class EMM1Video(_BytesPathMedia):
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
         media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
             raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
+        read_paths (`bool`, defaults to `True`): `False` never opens a value's stored path when it has no
+            bytes (`emm1.resolve` of an export with the media inside, without a root); it follows `on_missing_media`.
         id (`str`, *optional*): unused, for symmetry with `datasets` features.
     """
 
@@ -328,9 +350,11 @@ class EMM1Video(_BytesPathMedia):
     decode: bool = True
     on_missing_media: str = "error"
     media_root: Optional[str] = _media_root_field()
+    read_paths: bool = _read_paths_field()
     id: Optional[str] = field(default=None, repr=False)
     dtype: ClassVar[str] = "emm1_lib.media.video.VideoReader"
     _type: str = field(default="EMM1Video", init=False, repr=False)
+    column: ClassVar[str] = "video"  # the media column of this modality, named in errors
 
     def _encode_decoded(self, value: Any) -> Optional[dict]:
         if not isinstance(value, VideoReader):
@@ -366,11 +390,15 @@ class EMM1Image(datasets.Image):
             (a `FileNotFoundError`) naming the file; `"null"` decodes a missing file to None.
         media_root (`str`, *optional*): local files that resolve (through symlinks) outside this folder
             raise `MediaOutsideRootError` (a `PermissionError`) instead of being read. None: no check.
+        read_paths (`bool`, defaults to `True`): `False` never opens a value's stored path when it has no
+            bytes (`emm1.resolve` of an export with the media inside, without a root); it follows `on_missing_media`.
     """
 
     on_missing_media: str = "error"
     media_root: Optional[str] = _media_root_field()
+    read_paths: bool = _read_paths_field()
     _type: str = field(default="EMM1Image", init=False, repr=False)
+    column: ClassVar[str] = "image"  # the media column of this modality, named in errors
 
     def __post_init__(self) -> None:
         check_on_missing_media(self.on_missing_media)
@@ -384,7 +412,7 @@ class EMM1Image(datasets.Image):
     ) -> pa.StructArray:
         """Embed file bytes as `datasets.Image` does, honouring `on_missing_media` for missing files."""
         return embed_bytes_path(storage, self.on_missing_media, token_per_repo_id, local_files, remote_files,
-                                self.media_root)
+                                self.media_root, self.read_paths, self.column)
 
     def decode_example(self, value: Any, token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None):
         """Decode like `datasets.Image` (EXIF orientation applied, `mode`), within `IMAGE_FORMATS`.
@@ -396,7 +424,8 @@ class EMM1Image(datasets.Image):
             return value  # already decoded
         if not self.decode:
             raise RuntimeError("Decoding is disabled for this feature. Use EMM1Image(decode=True).")
-        source = resolve_media(value, self.on_missing_media, token_per_repo_id, self.media_root)
+        source = resolve_media(value, self.on_missing_media, token_per_repo_id, self.media_root, self.read_paths,
+                               self.column)
         if source is None:
             return None
         import PIL.Image
@@ -426,7 +455,8 @@ _FEATURE_CLASSES = {"image": EMM1Image, "audio": EMM1Audio, "video": EMM1Video, 
 
 
 def media_feature(
-    modality: str, decode: bool = True, on_missing_media: str = "error", media_root: Optional[str] = None, **options: Any
+    modality: str, decode: bool = True, on_missing_media: str = "error", media_root: Optional[str] = None,
+    read_paths: bool = True, **options: Any
 ):
     """The `datasets` feature of a media column of `modality`.
 
@@ -436,6 +466,9 @@ def media_feature(
         on_missing_media: "error" (a missing file raises, naming it) or "null" (decodes to None).
         media_root: local files resolving (symlinks followed) outside this folder raise
             `MediaOutsideRootError`; None (the default) checks nothing.
+        read_paths: False: a value without bytes is never opened from its stored path; it follows
+            `on_missing_media` (`UnembeddedMediaError`, or None). For exports with the media inside read
+            without a media root.
         **options: feature options: image `mode`; audio `sampling_rate`, `mono`; video
             `stream_index`; points `num_points`, `normalize`, `seed`, `mesh_points`.
 
@@ -446,8 +479,9 @@ def media_feature(
     if modality not in _FEATURE_CLASSES:
         raise ValueError(f"Unknown media modality {modality!r}; expected one of {MODALITIES}")
     cls = _FEATURE_CLASSES[modality]
-    allowed = {f.name for f in fields(cls) if f.init} - {"decode", "on_missing_media", "media_root", "id"}
+    allowed = {f.name for f in fields(cls) if f.init} - {"decode", "on_missing_media", "media_root", "read_paths", "id"}
     unknown = set(options) - allowed
     if unknown:
         raise TypeError(f"Unknown {modality} option(s) {sorted(unknown)}; {cls.__name__} accepts {sorted(allowed)}")
-    return cls(decode=decode, on_missing_media=check_on_missing_media(on_missing_media), media_root=media_root, **options)
+    return cls(decode=decode, on_missing_media=check_on_missing_media(on_missing_media), media_root=media_root,
+               read_paths=read_paths, **options)

@@ -32,6 +32,10 @@ class MediaDecodeError(MediaError, ValueError):
     """A media file exists but cannot be decoded (truncated, corrupt, unsupported or oversize)."""
 
 
+class UnembeddedMediaError(MissingMediaError):
+    """An item of an export with the media inside was published without bytes, and no media root was given."""
+
+
 class MediaOutsideRootError(MediaError, PermissionError):
     """A local media file resolves (through a symlink) outside the dataset's media root; it was not opened."""
 
@@ -52,6 +56,16 @@ def missing_media_error(path: str) -> MissingMediaError:
     return MissingMediaError(
         f"Media file not found: {path}. Download the media into the folder the dataset points to "
         "(check data_dir / the media root), or pass on_missing_media='null' to get None for missing files."
+    )
+
+
+def unembedded_media_error(path: str, column: str) -> UnembeddedMediaError:
+    """The error for an item published without bytes, read with `read_paths=False` (no media root)."""
+    return UnembeddedMediaError(
+        f"Column {column!r}: {path} was published without its bytes (the export's licence choice left it out, or "
+        "the file was missing) and no media root was given, so its stored path is not opened. Pass root=... to "
+        "read media the export did not embed (emm1.resolve(ds, root=YOUR_MEDIA_ROOT)), or "
+        "on_missing_media='null' to get None for them."
     )
 
 
@@ -128,12 +142,16 @@ def resolve_media(
     on_missing_media: str = "error",
     token_per_repo_id: Optional[Dict[str, Union[str, bool, None]]] = None,
     media_root: Optional[str] = None,
+    read_paths: bool = True,
+    column: str = "media",
 ) -> Optional[MediaSource]:
     """Resolve a stored media value (`{"bytes", "path"}`, a path or bytes) to a `MediaSource`.
 
     Returns None for a missing file when `on_missing_media == "null"`; raises
     `MissingMediaError` naming the file otherwise. Embedded bytes win over the path. With
     `media_root`, a local file that resolves outside it raises `MediaOutsideRootError`.
+    `read_paths=False` (an export with the media inside, read without a media root): a value without
+    bytes is never opened; it counts as missing, and the error (`UnembeddedMediaError`) names `column`.
     """
     if isinstance(value, (bytes, bytearray)):
         value = {"bytes": value, "path": None}
@@ -144,6 +162,10 @@ def resolve_media(
         return MediaSource(io.BytesIO(data), path or "<bytes>", path)
     if path is None:
         raise ValueError(f"A media value needs 'path' or 'bytes', both are None in {value}")
+    if not read_paths:
+        if on_missing_media == "null":
+            return None
+        raise unembedded_media_error(path, column)
     if not is_remote(path):
         local = path[len("file://"):] if path.startswith("file://") else path
         try:  # one lstat answers "exists", "regular file" and "a link" (what check_under_root asks) at once

@@ -71,6 +71,8 @@ DEFAULT_MIN_FILES = 16
 # and the media files need not be present.
 _EXPORT_ROOT = normalize_root(os.path.join(os.sep, "emm1-export-root"))
 _STAGING_PREFIX = ".emm1-export-"
+# Written by `export_media` (shard row ranges and content hashes of an export with the media inside).
+MANIFEST_FILE = "emm1-manifest.json"
 
 
 
@@ -340,6 +342,11 @@ def export(
             if os.path.isdir(target):
                 shutil.rmtree(target)
             os.replace(os.path.join(staging, name), target)
+        # An export with the media inside was replaced (its config folders are gone or rewritten): its manifest
+        # would still describe media shards, and a later `--embed-media` export would compare against them.
+        for leftover in (MANIFEST_FILE, MANIFEST_FILE + ".tmp"):
+            if os.path.isfile(os.path.join(out_dir, leftover)):
+                os.remove(os.path.join(out_dir, leftover))
         card_path = os.path.join(out_dir, "README.md")
         with open(card_path, "w", encoding="utf-8") as f:
             f.write(card)

@@ -65,6 +65,7 @@ from emm1_lib.schema.layout import PATH_SUFFIX
 from emm1_lib.schema.licenses import UNRECORDED
 from emm1_lib.schema.licenses import LicensePolicy
 from emm1_lib.schema.licenses import license_policy
+from emm1_lib.tools.export import MANIFEST_FILE
 from emm1_lib.tools.export import _check_out_dir
 from emm1_lib.tools.export import _relative_paths
 from emm1_lib.tools.hub_card import DEFAULT_REPO_ID
@@ -77,7 +78,6 @@ DEFAULT_MEDIA_SHARD_BYTES = 500 * 10**6  # datasets.config.MAX_SHARD_SIZE ("500M
 # streaming reader (and the Hub viewer) fetches a few rows' media, not a whole shard's.
 MEDIA_ROW_GROUP_ROWS = {"image": 100, "audio": 100, "points": 100, "video": 10}
 DEFAULT_NUM_WORKERS = 4
-MANIFEST_FILE = "emm1-manifest.json"
 MANIFEST_VERSION = 1
 FORMATS = ("parquet", "webdataset")
 _EXTENSIONS = {"parquet": "parquet", "webdataset": "tar"}
@@ -419,21 +419,45 @@ def _size_or_minus1(path: str) -> int:
 
 def _plan(estimates: np.ndarray, max_shard_bytes: int, row_group_rows: int) -> List[Tuple[int, int]]:
     """Contiguous row ranges, cut at row-group boundaries, each estimated under the bound (a single row
-    group larger than the bound gets a shard of its own)."""
+    group larger than the bound gets a shard of its own): as few shards as fit, of about equal size.
+
+    Equal, not filled up in order: streaming readers hand whole shards to DataLoader workers and nodes
+    (shard i to worker i mod n), so a small remainder shard leaves a worker idle at the end of every pass."""
     n = len(estimates)
     if n == 0:
         return [(0, 0)]
     budget = max_shard_bytes * _PLAN_HEADROOM
     group_bytes = np.add.reduceat(estimates, np.arange(0, n, row_group_rows))
-    ranges: List[Tuple[int, int]] = []
-    start, total = 0, 0
+    cuts: List[int] = []  # in row groups
+    first, total = 0, 0
     for g, size in enumerate(group_bytes):
-        if total and total + size > budget:
-            ranges.append((start, g * row_group_rows))
-            start, total = g * row_group_rows, 0
+        if g > first and total + size > budget:
+            cuts.append(g)
+            first, total = g, 0
         total += size
-    ranges.append((start, n))
-    return ranges
+    balanced = _balanced_cuts(group_bytes, len(cuts) + 1, budget)
+    cuts = balanced if balanced is not None else cuts
+    bounds = [0] + [g * row_group_rows for g in cuts] + [n]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _balanced_cuts(group_bytes: np.ndarray, shards: int, budget: float) -> Optional[List[int]]:
+    """Row-group cuts into `shards` ranges of about equal bytes, or None when one would exceed `budget`."""
+    if shards == 1:
+        return []
+    cumulative = np.cumsum(group_bytes)
+    targets = cumulative[-1] * np.arange(1, shards) / shards
+    after = np.searchsorted(cumulative, targets)  # the first group whose end reaches the target
+    before = np.concatenate([[0], cumulative])[after]  # bytes before that group
+    cuts = np.where(cumulative[after] - targets < targets - before, after + 1, after)
+    cuts = np.clip(cuts, 1, len(group_bytes) - 1)
+    if len(np.unique(cuts)) != len(cuts):
+        return None
+    sizes = np.diff(np.concatenate([[0], cumulative[cuts - 1], [cumulative[-1]]]))
+    single = np.diff(np.concatenate([[0], cuts, [len(group_bytes)]])) == 1
+    if np.any((sizes > budget) & ~single):
+        return None
+    return [int(c) for c in cuts]
 
 
 def _rows_key(job: _SplitJob) -> str:
