@@ -367,6 +367,16 @@ def render_export_media(entry: dict, run: dict) -> List[str]:
                           "from local files", f"{s['rows_per_s']['hub']:.0f} rows/s (Hub)",
                           f"{s['rows_per_s']['local']:.0f} rows/s (local)",
                           f"local {s['local_over_hub']:.2f}× faster"))
+        if "steady_rows_per_s" in s:
+            lines.append(_row("the same, steady state (the second half of the rows)",
+                              f"{s['steady_rows_per_s']['hub']:.0f} rows/s (Hub)",
+                              f"{s['steady_rows_per_s']['local']:.0f} rows/s (local)",
+                              f"local {s['steady_local_over_hub']:.2f}× faster"))
+            lines.append(_row("time to the first row (`load_dataset` + `resolve` + DataLoader start)",
+                              f"{s['first_row_s']['hub']:.2f} s (Hub)", f"{s['first_row_s']['local']:.2f} s (local)", ""))
+        pool = s.get("arrow_memory_pool")
+        if pool:
+            lines += ["", f"Both streaming sides ran with `ARROW_DEFAULT_MEMORY_POOL={pool}` (docs/publishing.md says why)."]
     embedded = report.get("export", {}).get("embedded_mb")
     lines += ["", f"{report['captions']:,d} rows, {report['media_files_bytes'] / 1e6:.0f} MB of media files (shared by "
               f"the rows" + (f": {embedded:.0f} MB embedded" if embedded else "") + "); best of "
