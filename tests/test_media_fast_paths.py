@@ -4,9 +4,9 @@
   give numpy's own parse, never another file's, and a bad header must be refused every time.
 - `resolve_media` answers "exists", "a regular file" and "a link" with one `lstat`; the missing-file and
   outside-the-root answers must stay those of `os.path.isfile` and `os.path.realpath`.
-- 16-bit PCM audio is read as int16 and scaled by numpy, from one open of the file: the samples must be
-  libsndfile's float32 ones bit for bit, other encodings keep libsndfile's conversion, a WAV cut short is still
-  refused, and no file is left open whatever happens.
+- 16-bit PCM audio in WAV-like containers is read as int16 and scaled by numpy, from one open of the file: the
+  samples must be libsndfile's float32 ones bit for bit (FLAC, which keeps libsndfile's conversion, too), other
+  encodings keep libsndfile's conversion, a WAV cut short is still refused, and no file is left open whatever happens.
 """
 import io
 import os
@@ -187,7 +187,7 @@ def _every_int16(channels: int) -> np.ndarray:
     return np.stack([np.roll(values, 1000 * c) for c in range(channels)], axis=1)
 
 
-@pytest.mark.parametrize("suffix, fmt", [(".wav", "WAV"), (".flac", "FLAC")])
+@pytest.mark.parametrize("suffix, fmt", [(".wav", "WAV"), (".aiff", "AIFF"), (".w64", "W64"), (".flac", "FLAC")])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_pcm16_gives_libsndfiles_float32_bit_for_bit(tmp_path, suffix, fmt, channels):
     path = tmp_path / f"a{suffix}"
