@@ -233,3 +233,19 @@ def test_audio_from_a_path_leaves_no_file_open_and_refuses_a_cut_wav(tmp_path):
         with pytest.raises(MediaDecodeError, match="garbage.wav"):  # both libsndfile and FFmpeg fail on it
             read_audio(str(garbage))
     assert _open_descriptors() == before
+
+
+def test_a_wav_linked_out_of_the_root_is_refused_and_one_inside_decodes(tmp_path):
+    from emm1_lib.media.features import media_feature
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    sample_media.write_media(outside / "out.wav", seed=1)
+    sample_media.write_media(root / "in.wav", seed=2)
+    os.symlink(outside / "out.wav", root / "link_out.wav")
+    feature = media_feature("audio", media_root=str(root))
+    with pytest.raises(MediaOutsideRootError, match="link_out.wav"):
+        feature.decode_example({"bytes": None, "path": str(root / "link_out.wav")})
+    decoded = feature.decode_example({"bytes": None, "path": str(root / "in.wav")})
+    np.testing.assert_array_equal(decoded["array"], soundfile.read(str(root / "in.wav"), dtype="float32")[0])
