@@ -72,8 +72,8 @@ def child(way: str, tree: str, parquet: str, rows: int, first: str = CONTENDERS[
     # A full garbage collection walks every object alive: after opening, the imports and both streams (about
     # 235,000 objects, some 0.07 s a pass). The Python batches set off a few of them per measurement, and which
     # contender's chunk they land in is a matter of phase, not of who made the garbage: it was the first-opened
-    # contender's every time, which lost 35-45 % of its rate that way. Frozen, those objects are not walked again, so
-    # a collection costs what the rows being read make, for either contender.
+    # contender's every time, which lost a quarter to 40 % of its rate that way. Frozen, those objects are not
+    # walked again, so a collection costs what the rows being read make, for either contender.
     gc.collect()
     gc.freeze()
     counts = {contender: 0 for contender in CONTENDERS}
