@@ -12,9 +12,10 @@ Each contender reads in three ways: row by row (`for row in ds`), `ds.iter(batch
 and `ds.with_format("arrow").iter(batch_size=10000)` (Arrow tables). Each way, each repeat, is a fresh process.
 Rows and batches: it opens both streams and reads them in alternating chunks (2,000 rows, 4 batches), so
 machine load hits both alike; a rate counts rows from the second row / batch on (emm1 reads the infos tables
-before its first row; that wait is reported apart). Arrow: batches are slices of the tables the generator
-built, so each contender reads the whole split from opening, one after the other, the wait included. The
-table gives the median over repeats and the per-repeat ratios.
+before its first row; that wait is reported apart). The objects alive after opening are frozen out of the
+garbage collector (see child()), and the contender opened first alternates between repeats. Arrow: batches are
+slices of the tables the generator built, so each contender reads the whole split from opening, one after the
+other, the wait included. The table gives the median over repeats and the per-repeat ratios.
 """
 import argparse
 import json
@@ -46,15 +47,19 @@ def _stream(contender: str, tree: str, parquet: str):
     return builder.as_streaming_dataset(split="train")
 
 
-def child(way: str, tree: str, parquet: str, rows: int) -> Dict[str, Dict[str, float]]:
-    """Both contenders in this one process, read in alternating chunks; rows/s of each over all its chunks."""
+def child(way: str, tree: str, parquet: str, rows: int, first: str = CONTENDERS[0]) -> Dict[str, Dict[str, float]]:
+    """Both contenders in this one process, read in alternating chunks; rows/s of each over all its chunks.
+
+    `first`: the contender opened (and read) first; main() alternates it between repeats.
+    """
+    import gc
     import warnings
 
     warnings.simplefilter("ignore")
     if way == "arrow":
         return _whole_split_as_arrow(tree, parquet)
     items, first_s = {}, {}
-    for contender in CONTENDERS:
+    for contender in sorted(CONTENDERS, key=lambda c: c != first):
         opened = time.perf_counter()
         stream = _stream(contender, tree, parquet)
         if way == "rows":
@@ -64,6 +69,13 @@ def child(way: str, tree: str, parquet: str, rows: int) -> Dict[str, Dict[str, f
         next(iterator)  # emm1 reads the infos tables before its first row: timed apart
         first_s[contender] = time.perf_counter() - opened
         items[contender] = iterator
+    # A full garbage collection walks every object alive: after opening, the imports and both streams (about
+    # 235,000 objects, some 0.07 s a pass). The Python batches set off a few of them per measurement, and which
+    # contender's chunk they land in is a matter of phase, not of who made the garbage: it was the first-opened
+    # contender's every time, which lost a quarter to 40 % of its rate that way. Frozen, those objects are not
+    # walked again, so a collection costs what the rows being read make, for either contender.
+    gc.collect()
+    gc.freeze()
     counts = {contender: 0 for contender in CONTENDERS}
     seconds = {contender: 0.0 for contender in CONTENDERS}
     turn = 0
@@ -121,7 +133,7 @@ def main(argv: List[str] = None) -> dict:
     args = parser.parse_args(argv)
     if args.child:
         job = json.loads(args.child)
-        print(json.dumps(child(job["way"], job["tree"], job["parquet"], args.rows)))
+        print(json.dumps(child(job["way"], job["tree"], job["parquet"], args.rows, job["first"])))
         return {}
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import phase1
@@ -142,7 +154,7 @@ def main(argv: List[str] = None) -> dict:
     results: Dict[str, Dict[str, List[dict]]] = {}
     for repeat in range(args.repeats):
         for way in WAYS:
-            job = {"way": way, "tree": tree, "parquet": parquet}
+            job = {"way": way, "tree": tree, "parquet": parquet, "first": CONTENDERS[repeat % len(CONTENDERS)]}
             out = subprocess.run([sys.executable, __file__, "--child", json.dumps(job), "--rows", str(args.rows)],
                                  capture_output=True, text=True)
             if out.returncode:

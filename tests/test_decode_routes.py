@@ -1,8 +1,8 @@
 """Every way users read rows decodes the same values: `ds[i]`, `for row in ds`, `ds.iter(batch_size)`, `ds[a:b]`
 and a torch `DataLoader` with worker processes, on real files of every modality.
 
-Also runs benchmarks/decode.py's passes (both sides of every route) on two files per medium, so the benchmark
-keeps working; nothing is timed.
+Also runs benchmarks/decode.py's passes (both sides of every route) and decode_breakdown.py's parts on two files
+per medium, so the benchmarks keep working; nothing is timed.
 """
 import os
 import sys
@@ -96,3 +96,14 @@ def test_the_decode_benchmark_reads_every_file_by_every_route(tmp_path, case):
         assert set(rates) == {"plain", "dataset"}, (name, route)
         for side in rates.values():
             assert side["wall"] > 0 and (side["cpu"] is None) == (route == "loader"), (name, route)
+
+
+@pytest.mark.parametrize("case", range(len(decode_benchmark.CASES)))
+def test_the_decode_breakdown_times_every_part_of_a_row(tmp_path, case):
+    import decode_breakdown
+
+    modality, suffix = decode_benchmark.CASES[case][1:3]
+    paths = decode_benchmark.write_files(tmp_path / modality, modality, suffix, 2)
+    parts = decode_breakdown.measure(case, paths, str(tmp_path), passes=1)
+    assert list(parts) == list(decode_breakdown.PARTS)
+    assert all(microseconds > 0 for microseconds in parts.values()), parts

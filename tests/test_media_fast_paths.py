@@ -4,14 +4,19 @@
   give numpy's own parse, never another file's, and a bad header must be refused every time.
 - `resolve_media` answers "exists", "a regular file" and "a link" with one `lstat`; the missing-file and
   outside-the-root answers must stay those of `os.path.isfile` and `os.path.realpath`.
+- 16-bit PCM audio in WAV-like containers is read as int16 and scaled by numpy, from one open of the file: the
+  samples must be libsndfile's float32 ones bit for bit (FLAC, which keeps libsndfile's conversion, too), other
+  encodings keep libsndfile's conversion, a WAV cut short is still refused, and no file is left open whatever happens.
 """
 import io
 import os
 
 import numpy as np
 import pytest
+import soundfile
 
 from emm1_lib.media import safe_npy
+from emm1_lib.media.audio import read_audio
 from emm1_lib.media.files import MediaDecodeError
 from emm1_lib.media.files import MediaOutsideRootError
 from emm1_lib.media.files import MissingMediaError
@@ -172,3 +177,75 @@ def test_what_is_not_a_file_is_missing(tree, name):
     with pytest.raises(MissingMediaError, match="Media file not found"):
         resolve_media(str(tree / name), media_root=str(tree))
     assert resolve_media(str(tree / name), on_missing_media="null", media_root=str(tree)) is None
+
+
+# ------------------------------------------------------------------ 16-bit PCM audio
+
+def _every_int16(channels: int) -> np.ndarray:
+    """All 65,536 sample values, the extremes included, in (frames, channels)."""
+    values = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
+    return np.stack([np.roll(values, 1000 * c) for c in range(channels)], axis=1)
+
+
+@pytest.mark.parametrize("suffix, fmt", [(".wav", "WAV"), (".aiff", "AIFF"), (".w64", "W64"), (".flac", "FLAC")])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm16_gives_libsndfiles_float32_bit_for_bit(tmp_path, suffix, fmt, channels):
+    path = tmp_path / f"a{suffix}"
+    soundfile.write(str(path), _every_int16(channels), 16000, format=fmt, subtype="PCM_16")
+    assert soundfile.info(str(path)).subtype == "PCM_16"
+    expected, _ = soundfile.read(str(path), dtype="float32", always_2d=True)
+    for source in (str(path), {"bytes": path.read_bytes(), "path": path.name}):  # a descriptor, a file object
+        array, rate = read_audio(source, mono=False)
+        assert rate == 16000 and array.dtype == np.float32
+        np.testing.assert_array_equal(array, expected.T)
+        assert np.array_equal(array.view(np.int32), np.ascontiguousarray(expected.T).view(np.int32))  # -0.0 too
+        mono, _ = read_audio(source)
+        np.testing.assert_array_equal(mono, expected.mean(axis=1, dtype=np.float32) if channels > 1 else expected[:, 0])
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "PCM_32", "FLOAT", "PCM_U8"])
+def test_other_encodings_keep_libsndfiles_conversion(tmp_path, subtype):
+    path = tmp_path / "a.wav"
+    signal = np.sin(np.linspace(0, 200, 4000)).astype(np.float32) * 0.9
+    soundfile.write(str(path), signal, 16000, subtype=subtype)
+    expected, _ = soundfile.read(str(path), dtype="float32")
+    np.testing.assert_array_equal(read_audio(str(path))[0], expected)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_audio_from_a_path_leaves_no_file_open_and_refuses_a_cut_wav(tmp_path):
+    good = tmp_path / "good.wav"
+    sample_media.write_media(good, seed=4)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[:-10])
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF\x00\x00garbage" * 10)
+    read_audio(str(good))  # imports, codec set-up
+    before = _open_descriptors()
+    for _ in range(20):
+        read_audio(str(good))
+        with pytest.raises(MediaDecodeError, match=r"cut\.wav.*declares \d+ bytes of samples but only \d+ follow"):
+            read_audio(str(cut))
+        with pytest.raises(MediaDecodeError, match="garbage.wav"):  # both libsndfile and FFmpeg fail on it
+            read_audio(str(garbage))
+    assert _open_descriptors() == before
+
+
+def test_a_wav_linked_out_of_the_root_is_refused_and_one_inside_decodes(tmp_path):
+    from emm1_lib.media.features import media_feature
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    sample_media.write_media(outside / "out.wav", seed=1)
+    sample_media.write_media(root / "in.wav", seed=2)
+    os.symlink(outside / "out.wav", root / "link_out.wav")
+    feature = media_feature("audio", media_root=str(root))
+    with pytest.raises(MediaOutsideRootError, match="link_out.wav"):
+        feature.decode_example({"bytes": None, "path": str(root / "link_out.wav")})
+    decoded = feature.decode_example({"bytes": None, "path": str(root / "in.wav")})
+    np.testing.assert_array_equal(decoded["array"], soundfile.read(str(root / "in.wav"), dtype="float32")[0])

@@ -1,0 +1,117 @@
+"""Where one row's time goes, per media type: `ds[i]` against the plain read, and its parts alone.
+
+    python benchmarks/decode_breakdown.py [--files 100] [--passes 15] [--cases points,wav]
+
+The files, plain readers and dataset are benchmarks/decode.py's. Per media type, in a fresh process, each part
+below runs once as a warm-up, then `--passes` times over every file, the parts interleaved; the fastest pass
+counts, by this process's CPU time, in microseconds a row:
+
+  plain             the plain reader (decode.py's `plain` side)
+  ds[i]             row access with decoding (decode.py's `getitem` route)
+  ds[i] undecoded   row access on the same table with decode=False: `datasets`' own per-row work
+  decode_example    the feature's decode of the stored `{bytes, path}` values, outside `datasets`
+  resolve_media     of that, locating the file and checking it is under the media root
+  plain + undecoded each plain read followed by an undecoded `ds[i]`: what `datasets`' per-row work costs
+                    between two decodes, where it finds the caches holding the last file's data
+
+`plain + undecoded - plain` above `ds[i] undecoded` alone is the price of interleaving the two.
+"""
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable
+from typing import Dict
+from typing import List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import decode  # noqa: E402  (decode.py puts the repository on sys.path)
+
+PARTS = ("plain", "ds[i]", "ds[i] undecoded", "decode_example", "resolve_media", "plain + undecoded")
+
+
+def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> Dict[str, float]:
+    """Microseconds a row of each part: the fastest of `passes` interleaved passes, by CPU time."""
+    from emm1_lib.media.features import media_feature
+    from emm1_lib.media.files import resolve_media
+
+    name, modality, suffix, plain_read, consume = decode.CASES[case_index]
+    ds = decode.dataset_for(modality, paths, media_root)
+    undecoded = ds.cast_column(modality, media_feature(modality, decode=False, media_root=media_root))
+    feature = ds.features[modality]
+    stored = [undecoded[i][modality] for i in range(len(paths))]
+
+    def each(read: Callable, items) -> Callable[[], None]:
+        def run() -> None:  # nothing kept: a list of 100 decoded files would time the allocator, not the reads
+            for item in items:
+                read(item)
+        return run
+
+    def plain_and_undecoded() -> None:
+        for i, path in enumerate(paths):
+            plain_read(path)
+            undecoded[i]
+
+    parts: Dict[str, Callable[[], None]] = {
+        "plain": each(plain_read, paths),
+        "ds[i]": each(lambda i: consume(ds[i][modality]), range(len(paths))),
+        "ds[i] undecoded": each(undecoded.__getitem__, range(len(paths))),
+        "decode_example": each(lambda value: consume(feature.decode_example(value)), stored),
+        "resolve_media": each(lambda value: resolve_media(value, "error", None, media_root), stored),
+        "plain + undecoded": plain_and_undecoded,
+    }
+    best = {}
+    for part, run in parts.items():
+        run()  # warm-up: page cache, imports, codec set-up
+        best[part] = float("inf")
+    for index in range(passes):
+        for part, run in (parts.items() if index % 2 == 0 else reversed(parts.items())):
+            start = time.process_time()
+            run()
+            best[part] = min(best[part], time.process_time() - start)
+    return {part: seconds / len(paths) * 1e6 for part, seconds in best.items()}
+
+
+def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=100, help="files per media type (video uses a quarter)")
+    parser.add_argument("--passes", type=int, default=15, help="timed passes of each part (the fastest counts)")
+    parser.add_argument("--cases", default="", help="only the media whose name contains one of these comma-separated words")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: JSON job of one media type
+    args = parser.parse_args(argv)
+    if args.child:
+        job = json.loads(args.child)
+        print(json.dumps(measure(job["case"], job["paths"], job["root"], args.passes)))
+        return {}
+    wanted = [w for w in args.cases.split(",") if w]
+    cases = [i for i, case in enumerate(decode.CASES) if not wanted or any(w in case[0] for w in wanted)]
+    load = os.getloadavg()
+    print(f"{args.files} files per type, {args.passes} passes; {os.cpu_count()} CPUs; load average at start "
+          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; microseconds a row, by CPU time")
+    print(f"{'media':30s} " + " ".join(f"{part:>17s}" for part in PARTS) + "  ds[i]/plain")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in cases:
+            name, modality, suffix = decode.CASES[i][:3]
+            n = max(2, args.files // 4) if modality == "video" else args.files
+            paths = decode.write_files(pathlib.Path(tmp) / modality / suffix.lstrip("."), modality, suffix, n)
+            job = {"case": i, "paths": paths, "root": tmp}
+            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(job), "--passes", str(args.passes)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+            results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            row = results[name]
+            print(f"{name:30s} " + " ".join(f"{row[part]:17.1f}" for part in PARTS)
+                  + f"  {row['plain'] / row['ds[i]']:11.2f}", flush=True)
+    load = os.getloadavg()
+    print(f"load average at end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
