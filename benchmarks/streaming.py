@@ -133,8 +133,15 @@ def main(argv: List[str] = None) -> dict:
     args = parser.parse_args(argv)
     if args.child:
         job = json.loads(args.child)
-        print(json.dumps(child(job["way"], job["tree"], job["parquet"], args.rows, job["first"])))
-        return {}
+        print(json.dumps(child(job["way"], job["tree"], job["parquet"], args.rows, job["first"])), flush=True)
+        # Skip interpreter finalization: stock datasets streams the Parquet file through a Python file object
+        # (`open(file, "rb")`), which pyarrow wraps in a PyReadableFile. When a Parquet decode task on Arrow's
+        # thread pool drops the last reference to that reader after finalization has begun, its destructor asks
+        # for the GIL, CPython ends the thread with pthread_exit, and the unwind through C++ destructors aborts
+        # the process ("terminate called without an active exception", SIGABRT; apache/arrow#34314). The abort
+        # is in datasets + pyarrow, not in the emm1 stream; the result is printed by then.
+        sys.stderr.flush()
+        os._exit(0)
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import phase1
 

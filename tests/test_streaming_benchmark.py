@@ -24,3 +24,22 @@ def test_the_parquet_file_streams_what_emm1_streams(tmp_path, monkeypatch):
         result = streaming.child(way, tree.metadata_dir, parquet, rows=50)
         assert set(result) == set(streaming.CONTENDERS)
         assert all(r["rows"] >= min(50, rows - 1) and r["rows_per_s"] > 0 for r in result.values()), way
+
+
+def test_the_child_process_exits_cleanly_after_printing(tmp_path):
+    """The arrow child streams the Parquet file last, through stock datasets (a Python file object under pyarrow):
+    its exit must not abort (SIGABRT at interpreter finalization, apache/arrow#34314) and lose a measurement."""
+    import json
+    import subprocess
+
+    tree = generate_sample_tree(str(tmp_path / "tree"), num_captions=3000, num_media=200, media=False)
+    parquet = str(tmp_path / "nn1.parquet")
+    streaming.write_parquet(tree.metadata_dir, parquet)
+    job = json.dumps({"way": "arrow", "tree": tree.metadata_dir, "parquet": parquet, "first": "emm1"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (streaming.REPO, os.environ.get("PYTHONPATH")) if p))
+    for _ in range(5):
+        out = subprocess.run([sys.executable, streaming.__file__, "--child", job, "--rows", "100"],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert set(result) == set(streaming.CONTENDERS) and all(r["rows"] > 0 for r in result.values())
