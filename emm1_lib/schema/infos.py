@@ -162,16 +162,24 @@ class TextInfo:
 
     @classmethod
     def _parse(cls, path: str, spill_folder: Optional[str], cache_folder: Optional[str], what: str) -> "TextInfo":
+        ids: List[pa.Array] = []
         if table_cache.cacheable(cache_folder, path):
             stamp = table_cache.source_stamp(path)
             schema = pa.schema([("values", pa.string()), ("encord_text_id", pa.int64())])
-            batches = (pa.record_batch([b.column("caption"), b.column("encord_text_id")], schema=schema)
-                       for b in text_batches(path))
-            written = table_cache.write_entry(cache_folder, path, what, schema, batches, stamp)
+            lengths: List[int] = []
+
+            def entry_batches():
+                for b in text_batches(path):
+                    ids.append(b.column("encord_text_id"))  # kept as they stream by: the entry is not read back
+                    lengths.append(b.num_rows)
+                    yield pa.record_batch([b.column("caption"), b.column("encord_text_id")], schema=schema)
+
+            written = table_cache.write_entry(cache_folder, path, what, schema, entry_batches(), stamp)
             if written is not None:
-                return cls._from_entry(written, path)
+                lookup = IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id")
+                return cls(path, lookup, MappedColumn(written, pa.string(), chunk_bounds(lengths), owned=False))
+            ids.clear()
         batches = text_batches(path)
-        ids: List[pa.Array] = []
 
         def captions():
             for batch in batches:
