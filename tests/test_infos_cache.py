@@ -172,3 +172,31 @@ def test_entries_are_compressed(tmp_path):
     positions = pa.array([0, 19999, None, 7], pa.int32())
     assert cached.caption_at(positions).equals(plain.caption_at(positions))
     assert spilled.caption_at(positions).equals(plain.caption_at(positions))
+
+
+def test_mapping_the_captions_entry_reads_only_the_ids(tree, tmp_path, monkeypatch):
+    """A later config's read of the captions' entry takes the ids (and the batches' lengths) from the ids column
+    alone: whole batches would decompress every caption of the split up front, ~1.25 GB through memory."""
+    text_csv = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    folder = str(tmp_path / "cache" / "emm1-infos")
+    expected = infos.TextInfo.read(text_csv, cache_folder=folder)  # parses and writes the entry
+    widths = []
+    open_file = pa.ipc.open_file
+
+    class Reader:
+        def __init__(self, reader):
+            self._reader = reader
+            self.num_record_batches = reader.num_record_batches
+            self.schema = reader.schema
+
+        def get_batch(self, i):
+            batch = self._reader.get_batch(i)
+            widths.append(batch.num_columns)
+            return batch
+
+    monkeypatch.setattr(pa.ipc, "open_file", lambda *a, **k: Reader(open_file(*a, **k)))
+    later = infos.TextInfo.read(text_csv, cache_folder=folder)
+    assert widths and set(widths) == {1}
+    monkeypatch.undo()
+    positions = pa.array(list(range(expected.lookup.num_rows)), pa.int32())
+    assert later.caption_at(positions).equals(expected.caption_at(positions))

@@ -1,9 +1,8 @@
 """A cached Arrow form of what a reader took from a local CSV file, reused across configs, processes and runs.
 
 Parsing E-MM1:100M's infos tables (2.6 GB of CSV) is most of what preparing one config costs, and every
-config of a split reads the same tables. After a checked read, the reader's columns go to an Arrow IPC file (LZ4-compressed:
-`column_store.scratch_ipc_options`)
-in a cache folder (the builder uses `<datasets cache>/emm1-infos/`); the next read memory-maps that file
+config of a split reads the same tables. After a checked read, the reader's columns go to an Arrow IPC file
+(LZ4-compressed: `column_store.scratch_ipc_options`) in a cache folder (the builder uses `<datasets cache>/emm1-infos/`); the next read memory-maps that file
 instead of parsing. A cache entry is named after the CSV's absolute path and what was read from it (columns,
 types), and stamped with the CSV's size, modification time, inode and a hash of its first and last 64 KiB:
 an entry whose stamp differs from the file's is not used (and is replaced by the next write), so an edited
@@ -165,12 +164,6 @@ def read_entry(path: str) -> pa.Table:
     preparation would fault its pages in one by one, from disk once writing the output has evicted them.)"""
     with pa.OSFile(path) as f:
         return pa.ipc.open_file(f).read_all()
-
-
-def batch_lengths(path: str) -> list:
-    with pa.memory_map(path) as mapped:
-        reader = pa.ipc.open_file(mapped)
-        return [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
 
 
 def column_of_batches(path: str, column: int, each: Callable[[pa.Array], object]) -> list:

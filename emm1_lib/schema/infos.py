@@ -195,9 +195,10 @@ class TextInfo:
     @classmethod
     def _from_entry(cls, entry: str, path: str) -> "TextInfo":
         """Captions mapped from a cache entry (column 0, gathered a batch at a time), ids looked up from column 1."""
-        lookup = IdLookup(pa.chunked_array(table_cache.column_of_batches(entry, 1, lambda ids: ids), pa.int64()),
-                          path, "encord_text_id")
-        bounds = chunk_bounds(table_cache.batch_lengths(entry))
+        ids = table_cache.column_of_batches(entry, 1, lambda ids: ids)
+        lookup = IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id")
+        # The batches' lengths from the ids: asking the reader for whole batches would decompress every caption.
+        bounds = chunk_bounds(len(chunk) for chunk in ids)
         return cls(path, lookup, MappedColumn(entry, pa.string(), bounds, owned=False))
 
     def caption_at(self, positions: pa.Array) -> pa.Array:
