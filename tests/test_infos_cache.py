@@ -129,3 +129,74 @@ def test_a_reader_of_an_entry_never_sees_another_versions_rows(tree, tmp_path):
     except (OSError, pa.ArrowException):
         return  # the old version's entry is gone: a loud failure
     assert again == before
+
+
+def test_the_first_read_of_the_captions_does_not_read_its_entry_back(tree, tmp_path, monkeypatch):
+    """The parse that writes the captions' entry keeps the ids it streamed past: reading the entry back (all of it,
+    for the ids) would cost the first preparation a second pass over the largest infos table."""
+    text_csv = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    folder = str(tmp_path / "cache" / "emm1-infos")
+    expected = infos.TextInfo.read(text_csv)  # no cache: the reference
+
+    def no_read_back(*args, **kwargs):
+        raise AssertionError("the entry was read back")
+
+    monkeypatch.setattr(table_cache, "column_of_batches", no_read_back)
+    first = infos.TextInfo.read(text_csv, cache_folder=folder)
+    assert entries(tmp_path / "cache") and len(entries(tmp_path / "cache")) == 1
+    positions = pa.array(list(range(expected.lookup.num_rows)) + [None], pa.int32())
+    assert first.caption_at(positions).equals(expected.caption_at(positions))
+    ids = pa.array([3, 1, 2, 10**6], pa.int64())
+    assert first.lookup.positions(ids).equals(expected.lookup.positions(ids))
+    monkeypatch.undo()
+    later = infos.TextInfo.read(text_csv, cache_folder=folder)  # a later read maps the entry, ids included
+    assert later.caption_at(positions).equals(expected.caption_at(positions))
+    assert later.lookup.positions(ids).equals(expected.lookup.positions(ids))
+
+
+def test_entries_are_compressed(tmp_path):
+    """What the cache and the captions' scratch file write is compressed (when pyarrow has LZ4): on disk they
+    take less than the Arrow columns they hold, here repetitive captions, and read back to the same values."""
+    if not pa.Codec.is_available("lz4"):
+        pytest.skip("pyarrow built without LZ4")
+    source = tmp_path / "text.csv"
+    rows = [f'{i},"a red car playing loudly in the rain, number {i % 7}"' for i in range(1, 20001)]
+    source.write_text("encord_text_id,caption\n" + "\n".join(rows) + "\n")
+    folder = str(tmp_path / "cache")
+    cached = infos.TextInfo.read(str(source), cache_folder=folder)
+    spilled = infos.TextInfo.read(str(source), spill_folder=str(tmp_path / "spill"))
+    plain = infos.TextInfo.read(str(source))
+    captions = plain.captions.values
+    for path in (cached.captions.path, spilled.captions.path):
+        assert os.path.getsize(path) < captions.nbytes / 2
+    positions = pa.array([0, 19999, None, 7], pa.int32())
+    assert cached.caption_at(positions).equals(plain.caption_at(positions))
+    assert spilled.caption_at(positions).equals(plain.caption_at(positions))
+
+
+def test_mapping_the_captions_entry_reads_only_the_ids(tree, tmp_path, monkeypatch):
+    """A later config's read of the captions' entry takes the ids (and the batches' lengths) from the ids column
+    alone: whole batches would decompress every caption of the split up front, ~1.25 GB through memory."""
+    text_csv = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    folder = str(tmp_path / "cache" / "emm1-infos")
+    expected = infos.TextInfo.read(text_csv, cache_folder=folder)  # parses and writes the entry
+    widths = []
+    open_file = pa.ipc.open_file
+
+    class Reader:
+        def __init__(self, reader):
+            self._reader = reader
+            self.num_record_batches = reader.num_record_batches
+            self.schema = reader.schema
+
+        def get_batch(self, i):
+            batch = self._reader.get_batch(i)
+            widths.append(batch.num_columns)
+            return batch
+
+    monkeypatch.setattr(pa.ipc, "open_file", lambda *a, **k: Reader(open_file(*a, **k)))
+    later = infos.TextInfo.read(text_csv, cache_folder=folder)
+    assert widths and set(widths) == {1}
+    monkeypatch.undo()
+    positions = pa.array(list(range(expected.lookup.num_rows)), pa.int32())
+    assert later.caption_at(positions).equals(expected.caption_at(positions))

@@ -2,7 +2,7 @@
 
 Parsing E-MM1:100M's infos tables (2.6 GB of CSV) is most of what preparing one config costs, and every
 config of a split reads the same tables. After a checked read, the reader's columns go to an Arrow IPC file
-in a cache folder (the builder uses `<datasets cache>/emm1-infos/`); the next read memory-maps that file
+(LZ4-compressed: `column_store.scratch_ipc_options`) in a cache folder (the builder uses `<datasets cache>/emm1-infos/`); the next read memory-maps that file
 instead of parsing. A cache entry is named after the CSV's absolute path and what was read from it (columns,
 types), and stamped with the CSV's size, modification time, inode and a hash of its first and last 64 KiB:
 an entry whose stamp differs from the file's is not used (and is replaced by the next write), so an edited
@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, Optional
 import filelock
 import pyarrow as pa
 
+from emm1_lib.io.column_store import scratch_ipc_options
 from emm1_lib.io.fs import is_remote
 
 # Bump when what an entry holds changes: older entries are then not used (they are named apart).
@@ -136,7 +137,7 @@ def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema
             pass
         return None
     try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema, options=scratch_ipc_options()) as writer:
             for batch in batches:
                 writer.write_batch(batch)
         if source_stamp(source) != stamp:
@@ -165,14 +166,9 @@ def read_entry(path: str) -> pa.Table:
         return pa.ipc.open_file(f).read_all()
 
 
-def batch_lengths(path: str) -> list:
-    with pa.memory_map(path) as mapped:
-        reader = pa.ipc.open_file(mapped)
-        return [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-
-
 def column_of_batches(path: str, column: int, each: Callable[[pa.Array], object]) -> list:
-    """`each(batch.column(column))` for every batch of the entry, in order. Mapped: only that column's pages load."""
+    """`each(batch.column(column))` for every batch of the entry, in order. Mapped, and only that column is read
+    (and decompressed): the other columns' pages are never touched."""
     with pa.memory_map(path) as mapped:
-        reader = pa.ipc.open_file(mapped)
-        return [each(reader.get_batch(i).column(column)) for i in range(reader.num_record_batches)]
+        reader = pa.ipc.open_file(mapped, options=pa.ipc.IpcReadOptions(included_fields=[column]))
+        return [each(reader.get_batch(i).column(0)) for i in range(reader.num_record_batches)]

@@ -82,7 +82,11 @@ class MediaInfo:
         low_cardinality = pa.dictionary(pa.int32(), pa.string())
         column_types = {id_column: pa.int64(), "save_folder": low_cardinality, "file_name": pa.string()}
         column_types.update({name: low_cardinality for name in extra_columns})
-        table = read_csv_table(path, column_types, required=media_columns(modality))
+        # Streamed, not read whole: the whole-table reader holds every block's parse state (the URLs of
+        # image.csv's file_id included) until the end, ~0.5 GB for the real image.csv, beside the captions' parse.
+        batches = list(iter_csv_batches(path, column_types, required=media_columns(modality)))
+        table = pa.Table.from_batches(batches) if batches else read_csv_table(path, column_types, media_columns(modality))
+        del batches
         raise_first(rules.unsafe_path_parts(table, ["save_folder", "file_name"], path, id_column))
         columns = {id_column: table[id_column].combine_chunks(), "save_folder": compact_dictionary(table["save_folder"]),
                    "file_name": table["file_name"].combine_chunks()}
@@ -162,16 +166,24 @@ class TextInfo:
 
     @classmethod
     def _parse(cls, path: str, spill_folder: Optional[str], cache_folder: Optional[str], what: str) -> "TextInfo":
+        ids: List[pa.Array] = []
         if table_cache.cacheable(cache_folder, path):
             stamp = table_cache.source_stamp(path)
             schema = pa.schema([("values", pa.string()), ("encord_text_id", pa.int64())])
-            batches = (pa.record_batch([b.column("caption"), b.column("encord_text_id")], schema=schema)
-                       for b in text_batches(path))
-            written = table_cache.write_entry(cache_folder, path, what, schema, batches, stamp)
+            lengths: List[int] = []
+
+            def entry_batches():
+                for b in text_batches(path):
+                    ids.append(b.column("encord_text_id"))  # kept as they stream by: the entry is not read back
+                    lengths.append(b.num_rows)
+                    yield pa.record_batch([b.column("caption"), b.column("encord_text_id")], schema=schema)
+
+            written = table_cache.write_entry(cache_folder, path, what, schema, entry_batches(), stamp)
             if written is not None:
-                return cls._from_entry(written, path)
+                lookup = IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id")
+                return cls(path, lookup, MappedColumn(written, pa.string(), chunk_bounds(lengths), owned=False))
+            ids.clear()
         batches = text_batches(path)
-        ids: List[pa.Array] = []
 
         def captions():
             for batch in batches:
@@ -187,9 +199,10 @@ class TextInfo:
     @classmethod
     def _from_entry(cls, entry: str, path: str) -> "TextInfo":
         """Captions mapped from a cache entry (column 0, gathered a batch at a time), ids looked up from column 1."""
-        lookup = IdLookup(pa.chunked_array(table_cache.column_of_batches(entry, 1, lambda ids: ids), pa.int64()),
-                          path, "encord_text_id")
-        bounds = chunk_bounds(table_cache.batch_lengths(entry))
+        ids = table_cache.column_of_batches(entry, 1, lambda ids: ids)
+        lookup = IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id")
+        # The batches' lengths from the ids: asking the reader for whole batches would decompress every caption.
+        bounds = chunk_bounds(len(chunk) for chunk in ids)
         return cls(path, lookup, MappedColumn(entry, pa.string(), bounds, owned=False))
 
     def caption_at(self, positions: pa.Array) -> pa.Array:
