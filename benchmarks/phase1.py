@@ -85,6 +85,25 @@ def _realistic_text_csv(path: str, seed: int) -> None:
     os.replace(tmp, path)
 
 
+BENCH_CACHE = os.path.expanduser("~/.cache/emm1")
+
+
+def _check_replaceable(tree_dir: str, found, wanted: dict) -> None:
+    """Refuse to delete a folder the benchmarks did not generate into their own cache, or another tree a user named.
+
+    A `--tree-dir` given by hand may be shared or hold other data; only folders under ~/.cache/emm1 (the
+    benchmarks' defaults) are replaced without asking.
+    """
+    tree_dir = os.path.realpath(tree_dir)
+    if not os.path.exists(tree_dir) or not os.listdir(tree_dir):
+        return
+    if os.path.commonpath([tree_dir, os.path.realpath(BENCH_CACHE)]) == os.path.realpath(BENCH_CACHE):
+        return
+    what = f"a benchmark tree generated with {found}" if found else "no benchmark tree (no COMPLETE.json)"
+    raise SystemExit(f"{tree_dir} holds {what}, not the tree asked for ({wanted}). Pass the matching options "
+                     f"(e.g. --scale), another --tree-dir, or delete the folder yourself; it is not deleted for you.")
+
+
 def ensure_tree(tree_dir: str, scale: float, sizes: str = "real") -> str:
     """Generate the metadata tree once (metadata only, no media files); return its metadata folder (the data_dir).
 
@@ -96,10 +115,13 @@ def ensure_tree(tree_dir: str, scale: float, sizes: str = "real") -> str:
               "num_media": max(50, int(FULL_MEDIA * scale)), "num_neighbours": NUM_NEIGHBOURS}
     if sizes == "real":
         params = {"version": REAL_TREE_VERSION, "sizes": "real", "scale": scale, "num_neighbours": NUM_NEIGHBOURS}
+    found = None
     if os.path.exists(marker):
         with open(marker) as f:
-            if json.load(f) == params:
-                return os.path.join(tree_dir, "metadata")
+            found = json.load(f)
+        if found == params:
+            return os.path.join(tree_dir, "metadata")
+    _check_replaceable(tree_dir, found, params)
     shutil.rmtree(tree_dir, ignore_errors=True)
     os.makedirs(tree_dir)
     from emm1_lib.testing.sample import generate_sample_tree

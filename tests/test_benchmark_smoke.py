@@ -62,3 +62,20 @@ def test_the_earlier_smaller_tree_is_a_size_option(tmp_path):
     assert report["results"]["builder"][0]["digest"]["rows"] == int(phase1.FULL_CAPTIONS * SCALE)
     with open(tmp_path / "tree" / "COMPLETE.json") as f:
         assert json.load(f)["version"] == phase1.TREE_VERSION
+
+
+def test_a_tree_dir_given_by_hand_is_never_deleted(tmp_path):
+    """--tree-dir naming a folder of other data, or a tree of other options, is refused, not replaced."""
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("not a benchmark tree")
+    with pytest.raises(SystemExit, match="not deleted"):
+        phase1.ensure_tree(str(other), SCALE)
+    assert (other / "keep.txt").read_text() == "not a benchmark tree"
+
+    tree = tmp_path / "tree"
+    phase1.ensure_tree(str(tree), SCALE)
+    marker = (tree / "COMPLETE.json").read_text()
+    with pytest.raises(SystemExit, match="not the tree asked for"):
+        phase1.ensure_tree(str(tree), SCALE * 2)
+    assert (tree / "COMPLETE.json").read_text() == marker
