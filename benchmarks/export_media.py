@@ -169,6 +169,8 @@ def main(argv: List[str] = None) -> Dict:
     parser.add_argument("--skip-export", action="store_true",
                         help="reuse the tree and export of an earlier run in --work-dir; measure streaming only")
     args = parser.parse_args(argv)
+    if args.captions < 3:
+        parser.error("--captions must be at least 3: the steady-state rate is taken over the second half of the rows")
     work = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix="emm1-bench-media-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.skip_export:

@@ -91,14 +91,14 @@ BENCH_CACHE = os.path.expanduser("~/.cache/emm1")
 def _check_replaceable(tree_dir: str, found, wanted: dict) -> None:
     """Refuse to delete a folder the benchmarks did not generate into their own cache, or another tree a user named.
 
-    A `--tree-dir` given by hand may be shared or hold other data; only folders under ~/.cache/emm1 (the
-    benchmarks' defaults) are replaced without asking.
+    A `--tree-dir` given by hand may be shared or hold other data; only the benchmarks' default trees,
+    ~/.cache/emm1/bench-*, are replaced without asking.
     """
     tree_dir = os.path.realpath(tree_dir)
     if not os.path.exists(tree_dir) or not os.listdir(tree_dir):
         return
-    if os.path.commonpath([tree_dir, os.path.realpath(BENCH_CACHE)]) == os.path.realpath(BENCH_CACHE):
-        return
+    if os.path.dirname(tree_dir) == os.path.realpath(BENCH_CACHE) and os.path.basename(tree_dir).startswith("bench-"):
+        return  # one of the benchmarks' own default trees, not the cache folder itself
     what = f"a benchmark tree generated with {found}" if found else "no benchmark tree (no COMPLETE.json)"
     raise SystemExit(f"{tree_dir} holds {what}, not the tree asked for ({wanted}). Pass the matching options "
                      f"(e.g. --scale), another --tree-dir, or delete the folder yourself; it is not deleted for you.")

@@ -514,6 +514,8 @@ def run_benchmark(bench: Benchmark, argv: List[str], json_path: str, log) -> Dic
     """Run one benchmark script in a fresh process; its figures plus load average, wall time and command."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     command = [sys.executable, os.path.join(HERE, bench.script), *argv, "--json", json_path]
+    if os.path.exists(json_path):
+        os.remove(json_path)  # a reused --work-dir must not hand an earlier run's figures to this one
     entry = {"command": command_line(bench, argv), "started": _utc_now(), "load_before": _load()}
     highest = [entry["load_before"][0]]
     done = threading.Event()
@@ -539,6 +541,8 @@ def run_benchmark(bench: Benchmark, argv: List[str], json_path: str, log) -> Dic
     entry.update(wall_s=round(time.perf_counter() - started, 1), load_after=_load(), load_max=round(highest[0], 2))
     if status != 0:
         raise RuntimeError(f"{entry['command']} failed with exit status {status}; its last lines:\n{''.join(tail)}")
+    if not os.path.exists(json_path):
+        raise RuntimeError(f"{entry['command']} exited 0 but wrote no {json_path}; its last lines:\n{''.join(tail)}")
     with open(json_path) as f:
         entry["result"] = json.load(f)
     return entry

@@ -79,3 +79,15 @@ def test_a_tree_dir_given_by_hand_is_never_deleted(tmp_path):
     with pytest.raises(SystemExit, match="not the tree asked for"):
         phase1.ensure_tree(str(tree), SCALE * 2)
     assert (tree / "COMPLETE.json").read_text() == marker
+
+
+def test_the_benchmark_cache_folder_itself_is_never_replaced(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(phase1, "BENCH_CACHE", str(cache))
+    (cache / "bench-real-full").mkdir(parents=True)
+    (cache / "bench-real-full" / "COMPLETE.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not deleted"):
+        phase1.ensure_tree(str(cache), SCALE)
+    assert (cache / "bench-real-full" / "COMPLETE.json").exists()
+    phase1.ensure_tree(str(cache / "bench-real-full"), SCALE)  # a default tree of other options is rebuilt
+    assert (cache / "bench-real-full" / "metadata").is_dir()
