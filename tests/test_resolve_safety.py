@@ -145,6 +145,19 @@ def test_resolve_without_a_root_never_opens_the_stored_path_of_an_item_without_b
     assert nulls[1]["image"] is None and nulls[0]["image"].size == (32, 24)
 
 
+def test_joining_a_dataset_resolved_without_a_root_never_lets_it_open_stored_paths(media_root, secret):
+    """concatenate_datasets keeps the first dataset's features when they compare equal: they must not here."""
+    from datasets import concatenate_datasets
+
+    with pytest.warns(UnembeddedMediaWarning):
+        no_root = emm1.resolve(_embedded_export_rows(media_root, secret))
+    opens_paths = emm1.resolve(_embedded_export_rows(media_root, INSIDE), str(media_root), allow_outside_root=True)
+    assert opens_paths.features["image"] != no_root.features["image"]
+    with pytest.raises(ValueError):
+        joined = concatenate_datasets([opens_paths, no_root])
+        joined[3]["image"]  # were it accepted: the second half's item without bytes must still not be opened
+
+
 def test_resolve_streaming_without_a_root_never_opens_the_stored_path_of_an_item_without_bytes(media_root, secret):
     stream = emm1.resolve(_embedded_export_rows(media_root, secret).to_iterable_dataset())
     rows = iter(stream)

@@ -138,9 +138,11 @@ def _media_root_field():
 
 # False on the media columns `emm1.resolve` gives an export with the media inside when no root was passed: an
 # item without bytes is then never opened from its stored path (a string from whoever wrote the repository),
-# it follows `on_missing_media` instead. Saved in the features JSON for the same reason as `media_root`.
+# it follows `on_missing_media` instead. Saved in the features JSON for the same reason as `media_root`. Part of
+# equality, unlike the root: `concatenate_datasets` keeps the first dataset's features when they compare equal,
+# so a dataset that may open stored paths joined with one that must not would open the second one's paths.
 def _read_paths_field():
-    return field(default=True, compare=False, repr=False)
+    return field(default=True, repr=False)
 
 
 class _BytesPathMedia:
