@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 import emm1
+from emm1_lib.io import column_store
 from emm1_lib.io import table_cache
 from emm1_lib.io import tables
 from emm1_lib.schema import infos
@@ -200,3 +201,20 @@ def test_mapping_the_captions_entry_reads_only_the_ids(tree, tmp_path, monkeypat
     monkeypatch.undo()
     positions = pa.array(list(range(expected.lookup.num_rows)), pa.int32())
     assert later.caption_at(positions).equals(expected.caption_at(positions))
+
+
+def test_an_environment_without_the_entries_codec_parses_the_csv(tree, tmp_path, parses, monkeypatch):
+    """A cache shared with a pyarrow built without LZ4: its entries are not used there, and that side writes and
+    reads uncompressed ones; both give the same rows."""
+    compressed = prepare(tree, "phase1_nn1", tmp_path / "cache")
+    parses.clear()
+    available = column_store.codec_available
+    monkeypatch.setattr(column_store, "codec_available", lambda codec: codec != "lz4" and available(codec))
+    without_lz4 = prepare(tree, "phase1_nn2", tmp_path / "cache")
+    assert sorted(parses) == ["audio.csv", "image.csv", "points.csv", "text.csv", "video.csv"]
+    parses.clear()
+    again = prepare(tree, "phase1_nn2", tmp_path / "cache-2")
+    assert again.equals(without_lz4) and not compressed.equals(without_lz4)
+    for entry in glob.glob(os.path.join(str(tmp_path / "cache-2"), "emm1-infos", "*.arrow")):
+        with pa.memory_map(entry) as mapped:
+            assert pa.ipc.open_file(mapped).schema.metadata[b"emm1.codec"] == b""

@@ -20,6 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def codec_available(codec: str) -> bool:
+    """Whether this pyarrow was built with `codec` (a cache folder may be shared with one that was not)."""
+    return pa.Codec.is_available(codec)
+
+
 def scratch_ipc_options() -> pa.ipc.IpcWriteOptions:
     """How the columns this package keeps on local disk are written: LZ4-compressed buffers when the codec is built in.
 
@@ -27,7 +32,7 @@ def scratch_ipc_options() -> pa.ipc.IpcWriteOptions:
     hand back first), and E-MM1's captions are 1.25 GB of text that LZ4 halves or better at several GB/s a core.
     Reading them back decompresses one record batch per gather, a few MB, in milliseconds.
     """
-    codec = "lz4" if pa.Codec.is_available("lz4") else None
+    codec = "lz4" if codec_available("lz4") else None
     return pa.ipc.IpcWriteOptions(compression=codec)
 
 

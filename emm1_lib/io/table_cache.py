@@ -21,12 +21,13 @@ from typing import Callable, Iterable, Iterator, Optional
 import filelock
 import pyarrow as pa
 
-from emm1_lib.io.column_store import scratch_ipc_options
+from emm1_lib.io import column_store
 from emm1_lib.io.fs import is_remote
 
 # Bump when what an entry holds changes: older entries are then not used (they are named apart).
 CACHE_FORMAT = 1
 _STAMP_KEY = b"emm1.source_stamp"
+_CODEC_KEY = b"emm1.codec"  # the buffers' compression: another environment sharing the cache may lack it
 _EDGE_BYTES = 64 << 10
 
 
@@ -111,6 +112,9 @@ def open_entry(folder: Optional[str], source: str, what: str) -> Optional[str]:
     stamp = metadata.get(_STAMP_KEY)
     if stamp is None or json.loads(stamp) != current:
         return None
+    codec = metadata.get(_CODEC_KEY, b"").decode("utf-8")
+    if codec and not column_store.codec_available(codec):
+        return None  # written by a pyarrow with this codec; this one parses the CSV (and does not replace it)
     return path
 
 
@@ -127,7 +131,9 @@ def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema
         for _ in batches:
             pass
         return None
-    schema = schema.with_metadata({**(schema.metadata or {}), _STAMP_KEY: json.dumps(stamp).encode("utf-8")})
+    options = column_store.scratch_ipc_options()
+    schema = schema.with_metadata({**(schema.metadata or {}), _STAMP_KEY: json.dumps(stamp).encode("utf-8"),
+                                   _CODEC_KEY: (options.compression or "").encode("utf-8")})
     try:
         os.makedirs(folder, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=".writing-", suffix=".arrow", dir=folder)
@@ -137,7 +143,7 @@ def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema
             pass
         return None
     try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema, options=scratch_ipc_options()) as writer:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema, options=options) as writer:
             for batch in batches:
                 writer.write_batch(batch)
         if source_stamp(source) != stamp:
