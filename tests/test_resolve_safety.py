@@ -134,8 +134,12 @@ def secret(tmp_path):
 def test_resolve_without_a_root_never_opens_the_stored_path_of_an_item_without_bytes(media_root, secret):
     ds = _embedded_export_rows(media_root, secret)
     with pytest.warns(UnembeddedMediaWarning, match=r"1 in column 'image' \(the first: row 1, .*secret\.jpg\).*"
-                                                    r"Pass root=\.\.\."):
+                                                    r"Pass root=\.\.\.") as record:
         resolved = emm1.resolve(ds)
+    assert {w.filename for w in record if w.category is UnembeddedMediaWarning} == {__file__}  # the caller's line
+    with pytest.warns(UnembeddedMediaWarning) as record:
+        emm1.resolve(datasets.DatasetDict({"train": ds}))
+    assert {w.filename for w in record if w.category is UnembeddedMediaWarning} == {__file__}
     assert resolved[0]["image"].size == (32, 24)  # embedded bytes need no root
     with pytest.raises(UnembeddedMediaError, match=r"Column 'image': .*secret\.jpg was published without its bytes.*"
                                                    r"Pass root=\.\.\. to read media the export did not embed"):

@@ -13,6 +13,7 @@ are missing media (`on_missing_media`: `UnembeddedMediaError` naming the column 
 for a `Dataset` resolve() counts them up front (`UnembeddedMediaWarning`).
 """
 import os
+import sys
 import warnings
 from typing import Any
 from typing import Dict
@@ -195,6 +196,15 @@ def _absolute_media_batch(batch: Dict[str, list], indices: List[int], root: str,
     return out
 
 
+def _caller_stacklevel() -> int:
+    """`warnings.warn`'s stacklevel, for its caller, of the first frame outside this package: the warning names the
+    user's line however deep the call came (a `DatasetDict` resolves each split through the same function)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_globals.get("__name__") or "").split(".")[0] in ("emm1_lib", "emm1"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_unembedded(dataset: datasets.Dataset, media: Sequence[str], on_missing_media: str) -> None:
     """Count the items published without bytes (a struct with a path, null bytes) and say what happens to them.
 
@@ -218,7 +228,7 @@ def _warn_unembedded(dataset: datasets.Dataset, media: Sequence[str], on_missing
         warnings.warn(
             f"resolve(): items published without their bytes (the export's licence choice left them out, or the "
             f"file was missing): {'; '.join(found)}. Without a root their stored paths are not opened: they "
-            f"{outcome}. Pass root=... to read media the export did not embed.", UnembeddedMediaWarning, stacklevel=3)
+            f"{outcome}. Pass root=... to read media the export did not embed.", UnembeddedMediaWarning, stacklevel=_caller_stacklevel())
 
 
 def _resolve_embedded(dataset, media: List[str], root: Optional[str], decode: bool, on_missing_media: str,
