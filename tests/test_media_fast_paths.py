@@ -8,6 +8,7 @@
   samples must be libsndfile's float32 ones bit for bit (FLAC, which keeps libsndfile's conversion, too), other
   encodings keep libsndfile's conversion, a WAV cut short is still refused, and no file is left open whatever happens.
 """
+import gc
 import io
 import os
 
@@ -212,8 +213,18 @@ def test_other_encodings_keep_libsndfiles_conversion(tmp_path, subtype):
     np.testing.assert_array_equal(read_audio(str(path))[0], expected)
 
 
-def _open_descriptors() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _open_descriptors(folder) -> list:
+    """This process's descriptors open on files under `folder` (others, e.g. left by earlier tests, do not count)."""
+    gc.collect()
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        if target.startswith(str(folder)):
+            found.append(target)
+    return sorted(found)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
@@ -225,14 +236,14 @@ def test_audio_from_a_path_leaves_no_file_open_and_refuses_a_cut_wav(tmp_path):
     garbage = tmp_path / "garbage.wav"
     garbage.write_bytes(b"RIFF\x00\x00garbage" * 10)
     read_audio(str(good))  # imports, codec set-up
-    before = _open_descriptors()
+    before = _open_descriptors(tmp_path)
     for _ in range(20):
         read_audio(str(good))
         with pytest.raises(MediaDecodeError, match=r"cut\.wav.*declares \d+ bytes of samples but only \d+ follow"):
             read_audio(str(cut))
         with pytest.raises(MediaDecodeError, match="garbage.wav"):  # both libsndfile and FFmpeg fail on it
             read_audio(str(garbage))
-    assert _open_descriptors() == before
+    assert _open_descriptors(tmp_path) == before == []
 
 
 def test_a_wav_linked_out_of_the_root_is_refused_and_one_inside_decodes(tmp_path):
