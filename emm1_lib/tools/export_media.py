@@ -24,6 +24,8 @@ Only new bytes move: `emm1-manifest.json` records per shard its row range and a 
 of the shard's rows with their embedded bytes). A re-export into the same folder plans the same row
 ranges when the rows are the same and rewrites only shards whose hash changed (more media arrived, a
 licence allowed); unchanged shard files are left untouched, so `hf upload` sends only the changed ones.
+When the new bytes push a planned range over the size bound, the split is planned anew in shards of equal
+size, which moves every cut: then every shard of that split is rewritten.
 
 WebDataset (`fmt="webdataset"`): tar shards with, per row, `{key}.json` (every non-media column,
 relative paths, licences) and `{key}.{modality}.{ext}` for each embedded item (`000000012.image.jpg`,
