@@ -84,15 +84,28 @@ class MediaInfo:
         column_types.update({name: low_cardinality for name in extra_columns})
         # Streamed, not read whole: the whole-table reader holds every block's parse state (the URLs of
         # image.csv's file_id included) until the end, ~0.5 GB for the real image.csv, beside the captions' parse.
-        batches = list(iter_csv_batches(path, column_types, required=media_columns(modality)))
-        table = pa.Table.from_batches(batches) if batches else read_csv_table(path, column_types, media_columns(modality))
-        del batches
+        chunks: Dict[str, List[pa.Array]] = {}
+        for batch in iter_csv_batches(path, column_types, required=media_columns(modality)):
+            for name in batch.schema.names:
+                chunks.setdefault(name, []).append(batch.column(name))
+        if not chunks:  # a header-only file: the whole-table reader gives its typed, empty columns
+            table = read_csv_table(path, column_types, media_columns(modality))
+            chunks = {name: table[name].chunks or [pa.array([], table[name].type)] for name in table.column_names}
+        # One column at a time, its blocks dropped as soon as it is whole: the peak holds the blocks and one
+        # column's copy (~100 MB for video.csv's file names), not a copy of every column at once.
+        columns = {}
+        for name in [id_column, "save_folder", "file_name"] + [n for n in extra_columns if n in chunks]:
+            parts = chunks.pop(name)
+            combined = pa.chunked_array(parts, column_types[name])
+            del parts
+            columns[name] = compact_dictionary(combined) if name != id_column and name != "file_name" \
+                else combined.combine_chunks()
+            del combined
+        chunks.clear()
+        table = pa.table(columns)
         raise_first(rules.unsafe_path_parts(table, ["save_folder", "file_name"], path, id_column))
-        columns = {id_column: table[id_column].combine_chunks(), "save_folder": compact_dictionary(table["save_folder"]),
-                   "file_name": table["file_name"].combine_chunks()}
-        columns.update({name: compact_dictionary(table[name]) for name in extra_columns if name in table.column_names})
+        info = cls._from_table(table, path, modality)
         del table
-        info = cls._from_table(pa.table(columns), path, modality)
         if stamp is not None:
             batch = pa.record_batch(list(columns.values()), names=list(columns))
             table_cache.write_entry(cache_folder, path, what, batch.schema, [batch], stamp)
