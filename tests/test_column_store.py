@@ -143,3 +143,36 @@ def test_provenance_labels_read_no_captions_in_the_parent_of_num_proc_workers(tm
     assert reads == []  # in this (the parent) process
     ds = builder.as_dataset(split="train")
     assert ds.num_rows == 60 and None not in ds["caption"]
+
+
+def test_coalesced_batches_keep_every_row_in_order_and_reach_the_size():
+    batches = [pa.record_batch([pa.array(c, pa.string())], names=["values"]) for c in chunks_of(VALUES, SIZES)]
+    min_bytes = 2_000
+    out = list(tables.coalesce_batches(iter(batches), min_bytes))
+    assert pa.Table.from_batches(out).column("values").to_pylist() == VALUES
+    assert all(b.nbytes >= min_bytes for b in out[:-1]) and len(out) < len(batches)
+    assert list(tables.coalesce_batches(iter([]), min_bytes)) == []
+    assert list(tables.coalesce_batches(iter(batches[3:4]), 1)) == batches[3:4]  # passed through, not copied
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_captions_are_stored_in_batches_of_the_stored_size_whatever_the_reader_block(tmp_path, monkeypatch, cached):
+    """Small reader blocks (for the reader's memory) do not make the stored captions a thousand tiny batches."""
+    from emm1_lib.schema import infos
+
+    tree = generate_sample_tree(str(tmp_path / "tree"), num_captions=3000, num_media=20, num_neighbours=1,
+                                num_triplets=0, media=False, seed=3)
+    text_csv = os.path.join(tree.phase1_dir, "infos", "text.csv")
+    monkeypatch.setattr(tables, "_STREAM_BLOCK_BYTES", 1 << 12)
+    monkeypatch.setattr(infos, "_STORED_BATCH_BYTES", 1 << 15)
+    expected = pa.Table.from_batches(list(infos.text_batches(text_csv)))
+    assert len(list(infos.text_batches(text_csv))) > 10  # the reader's blocks are small
+    text = TextInfo.read(text_csv, spill_folder=str(tmp_path / "spill"),
+                         cache_folder=str(tmp_path / "cache") if cached else None)
+    with pa.OSFile(text.captions.path) as f:
+        reader = pa.ipc.open_file(f)
+        sizes = [reader.get_batch(i).column(0).nbytes for i in range(reader.num_record_batches)]
+    assert all(size >= (1 << 15) * 0.5 for size in sizes[:-1]) and len(sizes) < 10
+    positions = pa.array(np.arange(expected.num_rows, dtype=np.int32)[::-1].copy())
+    assert text.caption_at(positions).to_pylist() == expected.column("caption").to_pylist()[::-1]
+    assert text.lookup.num_rows == expected.num_rows

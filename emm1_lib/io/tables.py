@@ -528,6 +528,31 @@ def iter_csv_batches(
         return
 
 
+
+def coalesce_batches(batches: Iterable[pa.RecordBatch], min_bytes: int) -> Iterator[pa.RecordBatch]:
+    """The rows of `batches`, in order, regrouped into record batches of at least `min_bytes` (the last may be smaller).
+
+    The streaming reader's blocks are kept small for its memory; what is stored batch by batch (a column store, a
+    cache entry) is gathered from a batch at a time, and each batch read costs a call and a decompression.
+    """
+    pending: List[pa.RecordBatch] = []
+    size = 0
+    for batch in batches:
+        pending.append(batch)
+        size += batch.nbytes
+        if size >= min_bytes:
+            yield _one_batch(pending)
+            pending, size = [], 0
+    if pending:
+        yield _one_batch(pending)
+
+
+def _one_batch(batches: List[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
 # ---------------------------------------------------------------------------------------------- byte ranges
 
 

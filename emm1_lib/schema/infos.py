@@ -13,13 +13,16 @@ import pyarrow as pa
 from emm1_lib.errors import raise_first
 from emm1_lib.io import table_cache
 from emm1_lib.io.column_store import InMemoryColumn, MappedColumn, chunk_bounds
-from emm1_lib.io.tables import iter_csv_batches, read_csv_table
+from emm1_lib.io.tables import coalesce_batches, iter_csv_batches, read_csv_table
 from emm1_lib.schema import rules
 from emm1_lib.schema.ids import IdLookup
 from emm1_lib.schema.paths import join_media_paths, join_prefixed_paths
 
 # `infos/text.csv` as both the builder and `emm1 validate` read it (streamed, `iter_csv_batches`).
 TEXT_COLUMNS = {"encord_text_id": pa.int64(), "caption": pa.string()}
+# Captions are stored (cache entry, memory-mapped column) in record batches of about this size: a 100k-row gather
+# of captions listed in order then reads one or two of them, whatever block size the CSV reader uses.
+_STORED_BATCH_BYTES = 4 << 20
 
 
 def media_columns(modality: str) -> List[str]:
@@ -186,7 +189,7 @@ class TextInfo:
             lengths: List[int] = []
 
             def entry_batches():
-                for b in text_batches(path):
+                for b in coalesce_batches(text_batches(path), _STORED_BATCH_BYTES):
                     ids.append(b.column("encord_text_id"))  # kept as they stream by: the entry is not read back
                     lengths.append(b.num_rows)
                     yield pa.record_batch([b.column("caption"), b.column("encord_text_id")], schema=schema)
@@ -196,7 +199,7 @@ class TextInfo:
                 lookup = IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id")
                 return cls(path, lookup, MappedColumn(written, pa.string(), chunk_bounds(lengths), owned=False))
             ids.clear()
-        batches = text_batches(path)
+        batches = coalesce_batches(text_batches(path), _STORED_BATCH_BYTES)
 
         def captions():
             for batch in batches:
