@@ -441,6 +441,20 @@ def run_child(kind: str, args, out: str, timeout: float, sample_tree_rss: bool =
     return result
 
 
+def _all_disk_shortfall(work: str, single_runs: list, same_options: bool) -> str:
+    """Why `phase1_all` cannot be written under `work` ("" when it can): it holds 16 times `phase1_nn1`'s output
+    (measured in this run with the same options; unknown otherwise), and a full disk fails the run late."""
+    sizes = [r["out_bytes"] for r in single_runs if r.get("out_bytes")]
+    if not sizes or not same_options:
+        return ""
+    needed = 16 * statistics.median(sizes) * 1.1
+    free = shutil.disk_usage(work).free
+    if free >= needed:
+        return ""
+    return (f"it would write ~{needed / 1e9:.0f} GB (16x phase1_nn1's {statistics.median(sizes) / 1e9:.2f} GB, +10 %) "
+            f"and {work} has {free / 1e9:.0f} GB free")
+
+
 def _gb(n) -> str:
     return "-" if n is None else f"{n / 1e9:.2f} GB"
 
@@ -511,8 +525,13 @@ def main_benchmark(args) -> dict:
         shutil.rmtree(out, ignore_errors=True)
     if "all" in args.extras:
         out = os.path.join(work, "all")
-        extras["all"] = run_child("builder", args, out, args.all_timeout, sample_tree_rss=True, config="phase1_all",
-                                  options=args.all_options or options, num_proc=args.num_proc)
+        short = _all_disk_shortfall(work, results.get("builder", []), args.all_options in ("", options))
+        if short:
+            extras["all"] = {"skipped": short}
+            print(f"  phase1_all not run: {short}", flush=True)
+        else:
+            extras["all"] = run_child("builder", args, out, args.all_timeout, sample_tree_rss=True,
+                                      config="phase1_all", options=args.all_options or options, num_proc=args.num_proc)
         shutil.rmtree(out, ignore_errors=True)
     report = {"scale": args.scale, "tree": facts, "options": options, "results": results, "extras": extras,
               "compare_repo": args.compare_repo}
@@ -568,6 +587,8 @@ def print_report(report: dict) -> None:
         a = extras["all"]
         if "timeout" in a:
             print(f"phase1_all: timed out after {a['timeout']:.0f} s")
+        elif "skipped" in a:
+            print(f"phase1_all: not run: {a['skipped']}")
         else:
             single = _median(results.get("builder") or [], "wall_s")
             ratio = f", {a['wall_s'] / single:.1f}x phase1_nn1" if single else ""

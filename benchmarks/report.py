@@ -179,6 +179,8 @@ def _render_all(report: dict) -> List[str]:
     a = report["extras"]["all"]
     if "timeout" in a:
         return [f"`phase1_all`: timed out after {a['timeout']:.0f} s."]
+    if "skipped" in a:
+        return [f"`phase1_all`: not run: {a['skipped']}."]
     single = _med(r["wall_s"] for r in _done(report["results"].get("builder", [])))
     ratio = _div(a["wall_s"], single)
     return [f"`phase1_all` with `num_proc={a.get('num_proc')}`: {_s(a['wall_s'])}"
@@ -416,6 +418,13 @@ BENCHMARKS = [
                          "--repeats", "1", "--contenders", "builder", "--extras", "all", "--num-proc", "2"],
               lambda o: [*_quick_tree(o), "--work-dir", os.path.join(o.work_dir, "all"), "--repeats", "1",
                          "--contenders", "builder", "--extras", "all", "--num-proc", "2"],
+              render_phase1),
+    # phase1_all at full size: ~51 GB of Arrow with the lean options (phase1.py refuses to start it without the disk).
+    Benchmark("phase1_all_full", "phase1.py", 240,
+              lambda o: [*_tree(o, o.tree_dir), "--work-dir", os.path.join(o.work_dir, "all-full"), "--repeats", "1",
+                         "--contenders", "builder", "--extras", "all", "--num-proc", "2", "--options", LEAN_OPTIONS],
+              lambda o: [*_quick_tree(o), "--work-dir", os.path.join(o.work_dir, "all-full"), "--repeats", "1",
+                         "--contenders", "builder", "--extras", "all", "--num-proc", "2", "--options", LEAN_OPTIONS],
               render_phase1),
     Benchmark("phase1_lean", "phase1.py", 20,
               lambda o: ["--scale", "0.25", *_tree(o, o.quarter_tree_dir), "--work-dir", os.path.join(o.work_dir, "lean"),

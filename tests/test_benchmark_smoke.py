@@ -91,3 +91,21 @@ def test_the_benchmark_cache_folder_itself_is_never_replaced(tmp_path, monkeypat
     assert (cache / "bench-real-full" / "COMPLETE.json").exists()
     phase1.ensure_tree(str(cache / "bench-real-full"), SCALE)  # a default tree of other options is rebuilt
     assert (cache / "bench-real-full" / "metadata").is_dir()
+
+
+def test_phase1_all_is_not_started_without_the_disk_it_needs(tmp_path):
+    """16 times phase1_nn1's output (+10 %) must fit; a full disk would fail the run late, after the other work."""
+    single = [{"out_bytes": 1_000_000}]
+    assert phase1._all_disk_shortfall(str(tmp_path), single, same_options=True) == ""
+    huge = [{"out_bytes": 10**18}]
+    reason = phase1._all_disk_shortfall(str(tmp_path), huge, same_options=True)
+    assert "would write" in reason and "GB free" in reason and str(tmp_path) in reason
+    # another options set for phase1_all: the single config's size says nothing, so nothing is refused
+    assert phase1._all_disk_shortfall(str(tmp_path), huge, same_options=False) == ""
+
+
+def test_a_skipped_phase1_all_is_reported_on_the_page():
+    import report
+
+    entry = {"result": {"scale": 1.0, "results": {"builder": []}, "extras": {"all": {"skipped": "no disk"}}}}
+    assert report._render_all(entry["result"]) == ["`phase1_all`: not run: no disk."]
