@@ -13,8 +13,13 @@ counts, by this process's CPU time, in microseconds a row:
   resolve_media     of that, locating the file and checking it is under the media root
   plain + undecoded each plain read followed by an undecoded `ds[i]`: what `datasets`' per-row work costs
                     between two decodes, where it finds the caches holding the last file's data
+  ds[i] plain read  `ds[i]` on a dataset whose feature decodes with the plain reader itself
+  ds[i] bytes only  `ds[i]` on a dataset whose feature only reads the file's bytes (open, read, close)
 
-`plain + undecoded - plain` above `ds[i] undecoded` alone is the price of interleaving the two.
+`plain + undecoded - plain` above `ds[i] undecoded` alone is the price of interleaving the two. The last two
+bound what any decoder can reach on the getitem route: `plain / ds[i] plain read` is the ratio of a decode
+exactly as fast as the plain reader (for points: `np.load(allow_pickle=True)`, which executes pickles, and
+checks nothing), `plain / ds[i] bytes only` that of a decode that costs nothing beyond reading the file.
 """
 import argparse
 import json
@@ -31,7 +36,8 @@ from typing import List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import decode  # noqa: E402  (decode.py puts the repository on sys.path)
 
-PARTS = ("plain", "ds[i]", "ds[i] undecoded", "decode_example", "resolve_media", "plain + undecoded")
+PARTS = ("plain", "ds[i]", "ds[i] undecoded", "decode_example", "resolve_media", "plain + undecoded", "ds[i] plain read",
+         "ds[i] bytes only")
 
 
 def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> Dict[str, float]:
@@ -56,6 +62,18 @@ def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> 
             plain_read(path)
             undecoded[i]
 
+    def read_bytes(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def swapped(read: Callable[[str], object]) -> Callable[[], None]:
+        """ds[i] over another dataset of the same files whose feature decodes a stored path with `read`."""
+        other = decode.dataset_for(modality, paths, media_root)
+        other_feature = other._info.features[modality]  # the object `datasets` decodes rows with (checked below)
+        other_feature.decode_example = lambda value, token_per_repo_id=None: read(value["path"])
+        assert type(other[0][modality]) is type(read(paths[0])), "datasets did not decode with the swapped reader"
+        return each(other.__getitem__, range(len(paths)))
+
     parts: Dict[str, Callable[[], None]] = {
         "plain": each(plain_read, paths),
         "ds[i]": each(lambda i: consume(ds[i][modality]), range(len(paths))),
@@ -63,6 +81,8 @@ def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> 
         "decode_example": each(lambda value: consume(feature.decode_example(value)), stored),
         "resolve_media": each(lambda value: resolve_media(value, "error", None, media_root), stored),
         "plain + undecoded": plain_and_undecoded,
+        "ds[i] plain read": swapped(plain_read),
+        "ds[i] bytes only": swapped(read_bytes),
     }
     best = {}
     for part, run in parts.items():
@@ -92,7 +112,8 @@ def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
     load = os.getloadavg()
     print(f"{args.files} files per type, {args.passes} passes; {os.cpu_count()} CPUs; load average at start "
           f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; microseconds a row, by CPU time")
-    print(f"{'media':30s} " + " ".join(f"{part:>17s}" for part in PARTS) + "  ds[i]/plain")
+    print(f"{'media':30s} " + " ".join(f"{part:>17s}" for part in PARTS)
+          + "  plain/ds[i]  plain/(ds[i] plain read)  plain/(ds[i] bytes only)")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i in cases:
@@ -107,7 +128,8 @@ def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
             row = results[name]
             print(f"{name:30s} " + " ".join(f"{row[part]:17.1f}" for part in PARTS)
-                  + f"  {row['plain'] / row['ds[i]']:11.2f}", flush=True)
+                  + f"  {row['plain'] / row['ds[i]']:11.2f}  {row['plain'] / row['ds[i] plain read']:23.2f}"
+                  + f"  {row['plain'] / row['ds[i] bytes only']:24.2f}", flush=True)
     load = os.getloadavg()
     print(f"load average at end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     return results

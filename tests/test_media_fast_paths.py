@@ -2,6 +2,9 @@
 
 - `.npy` headers are parsed once per distinct header (`safe_npy.read_npy_header`); a header met again must
   give numpy's own parse, never another file's, and a bad header must be refused every time.
+- A point cloud's checks read each array once: colours in [0, 1] are told by one maximum of their bits, and
+  coordinates' finiteness by one `isfinite`; what they accept, convert and refuse must be what the min/max checks
+  did on every kind of colours (out of range, -0.0, NaN, infinities, integers, other float widths, byte orders).
 - `resolve_media` answers "exists", "a regular file" and "a link" with one `lstat`; the missing-file and
   outside-the-root answers must stay those of `os.path.isfile` and `os.path.realpath`.
 - 16-bit PCM audio in WAV-like containers is read as int16 and scaled by numpy, from one open of the file: the
@@ -10,6 +13,7 @@
 """
 import gc
 import io
+import math
 import os
 
 import numpy as np
@@ -23,6 +27,7 @@ from emm1_lib.media.files import MediaOutsideRootError
 from emm1_lib.media.files import MissingMediaError
 from emm1_lib.media.files import resolve_media
 from emm1_lib.media.pointcloud import read_point_cloud
+from emm1_lib.media.pointcloud import rgb_to_unit
 from emm1_lib.media.safe_npy import load_npy
 from emm1_lib.media.safe_npy import read_npy_header
 from emm1_lib.testing import sample_media
@@ -139,6 +144,88 @@ def test_a_huge_declared_header_is_refused_without_reading_it(tmp_path):
     assert CountingFile.largest_read < 1000
     with pytest.raises(MediaDecodeError, match="huge.npy"):
         read_point_cloud(str(path))
+
+
+# ------------------------------------------------------------------ point-cloud checks in one pass
+
+def _rgb_to_unit_by_min_and_max(rgb: np.ndarray) -> np.ndarray:
+    """The colour conversion as it was before its one-pass shortcut: the reference."""
+    if rgb.size == 0:
+        return rgb.astype(np.float32)
+    low, high = float(rgb.min()), float(rgb.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise MediaDecodeError("its colours hold NaN or infinite values")
+    if rgb.dtype.kind in "iu" or high > 1.0 + 1e-6:
+        out, low, high = rgb.astype(np.float32) / np.float32(255.0), low / 255.0, high / 255.0
+    else:
+        out = rgb.astype(np.float32, copy=False)
+    return np.clip(out, 0.0, 1.0) if low < 0.0 or high > 1.0 else out
+
+
+def _colour_cases():
+    rng = np.random.default_rng(7)
+    unit = rng.random((200, 3))
+    special = {
+        "in [0, 1)": unit,
+        "0 and 1 exactly": np.concatenate([unit, [[0.0, 1.0, 1.0]]]),
+        "-0.0": np.concatenate([unit, [[-0.0, 0.5, 0.5]]]),
+        "just above 1": np.concatenate([unit, [[np.nextafter(np.float32(1), np.float32(2)), 0.5, 0.5]]]),
+        "above 1 within 1e-6": np.concatenate([unit, [[1.0 + 5e-7, 0.5, 0.5]]]),
+        "0-255": unit * 255,
+        "slightly negative": np.concatenate([unit, [[-1e-3, 0.5, 0.5]]]),
+        "denormal": np.concatenate([unit, [[1e-40, 5e-324, 0.5]]]),
+        "NaN": np.concatenate([unit, [[np.nan, 0.5, 0.5]]]),
+        "negative NaN": np.concatenate([unit, [[-np.nan, 0.5, 0.5]]]),
+        "inf": np.concatenate([unit, [[np.inf, 0.5, 0.5]]]),
+        "-inf": np.concatenate([unit, [[-np.inf, 0.5, 0.5]]]),
+        "all zero": np.zeros((5, 3)),
+        "empty": np.zeros((0, 3)),
+    }
+    for label, values in special.items():
+        for dtype in ("<f4", "<f8", "<f2", ">f4", ">f8"):
+            yield f"{label} {dtype}", values.astype(dtype)
+        six = np.concatenate([values, values], axis=1).astype(np.float32)  # a strided view, as (N, 6) files give
+        yield f"{label} float32 strided", six[:, 3:6]
+        yield f"{label} float32 fortran", np.asfortranarray(values.astype(np.float32))
+    for dtype in ("u1", "<i4", ">i2", "<u8"):
+        yield f"integers {dtype}", rng.integers(0, 256, (50, 3)).astype(dtype)
+        yield f"integers 0 and 1 {dtype}", rng.integers(0, 2, (50, 3)).astype(dtype)
+
+
+@pytest.mark.parametrize("label, rgb", list(_colour_cases()), ids=[label for label, _ in _colour_cases()])
+def test_one_pass_colours_agree_with_min_and_max(label, rgb):
+    before = rgb.copy()
+    try:
+        expected = _rgb_to_unit_by_min_and_max(rgb)
+    except MediaDecodeError:
+        with pytest.raises(MediaDecodeError, match="colours hold NaN or infinite"):
+            rgb_to_unit(rgb, "c.npy")
+        return
+    out = rgb_to_unit(rgb, "c.npy")
+    assert out.dtype == expected.dtype == np.float32 and out.shape == expected.shape
+    np.testing.assert_array_equal(out, expected)
+    assert np.array_equal(np.signbit(out), np.signbit(expected))  # -0.0 stays -0.0 either way
+    assert np.shares_memory(out, rgb) == np.shares_memory(expected, rgb)  # a view exactly when it was one
+    np.testing.assert_array_equal(rgb, before)  # the input is left alone
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8", "<f2", ">f4"])
+@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf])
+def test_one_nonfinite_coordinate_is_refused_and_counted(tmp_path, dtype, bad):
+    xyz = np.random.default_rng(3).standard_normal((100, 3)).astype(dtype)
+    for row, column in ((0, 0), (57, 2), (99, 1)):
+        xyz[row, column] = bad
+    path = tmp_path / "bad.npy"
+    np.save(path, xyz)
+    with pytest.raises(MediaDecodeError, match=r"bad.npy: 3 of its 100 points have NaN or infinite"):
+        read_point_cloud(str(path))
+
+
+def test_the_largest_finite_coordinates_are_accepted(tmp_path):
+    xyz = np.array([[np.finfo(np.float32).max, -np.finfo(np.float32).max, 0.0]] * 4, np.float32)
+    path = tmp_path / "big.npy"
+    np.save(path, xyz)
+    np.testing.assert_array_equal(read_point_cloud(str(path))["xyz"], xyz)
 
 
 # ------------------------------------------------------------------ resolve_media's one lstat

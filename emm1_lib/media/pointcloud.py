@@ -30,6 +30,16 @@ POINT_CLOUD_EXTENSIONS = NPY_EXTENSIONS + NPZ_EXTENSIONS + PLY_EXTENSIONS + MESH
 # Points sampled on a mesh surface when no `num_points` is given (OpenShape uses 10,000).
 DEFAULT_MESH_POINTS = 10000
 
+
+def _first_present(obj: dict, keys: Tuple[str, ...]) -> Any:
+    """The value of the first of `keys` in `obj` whose value is not None (None if there is none)."""
+    for key in keys:
+        value = obj.get(key)
+        if value is not None:
+            return value
+    return None
+
+
 def _as_points(obj: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Extract (xyz, rgb) from a loaded dict ({"xyz", "rgb"}) or an (N, 3)/(N, 6) array."""
     if isinstance(obj, dict):
@@ -38,7 +48,7 @@ def _as_points(obj: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
             return _as_points(obj["arr_0"], name)
         if xyz is None:
             raise MediaDecodeError(f"{name}: no 'xyz' array among its keys {sorted(map(str, obj))}")
-        rgb = next((obj[k] for k in ("rgb", "colors", "color") if k in obj and obj[k] is not None), None)
+        rgb = _first_present(obj, ("rgb", "colors", "color"))
     elif isinstance(obj, np.ndarray) and obj.ndim == 2 and obj.shape[1] in (3, 6):
         xyz, rgb = obj[:, :3], (obj[:, 3:6] if obj.shape[1] == 6 else None)
     else:
@@ -47,6 +57,32 @@ def _as_points(obj: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
             f"{name}: expected a dict with 'xyz' or an (N, 3) / (N, 6) array, got {type(obj).__name__} {shape or ''}"
         )
     return xyz, rgb
+
+
+# The ufuncs' reductions themselves: `ndarray.min` and `.all` go through Python wrappers (numpy's `_methods`).
+_MINIMUM = np.minimum.reduce
+_MAXIMUM = np.maximum.reduce
+_ALL = np.logical_and.reduce
+
+# Colours as floats in [0, 1] are the common case, and one pass tells it: for a non-negative float its bits,
+# read as an unsigned integer, order as the float does, so a maximum of the bits at most those of 1.0 means
+# every value lies in [+0.0, 1.0] (a sign bit, NaN or infinity all read as larger). Passes are what the checks
+# cost: within a `datasets` row read, one over a 10,000-point array takes 6-8 us (2 us when it is in the cache).
+_UNIT_BITS = {
+    np.dtype(np.float32): (np.dtype(np.uint32), 0x3F800000),
+    np.dtype(np.float64): (np.dtype(np.uint64), 0x3FF0000000000000),
+}
+
+
+def _finite_bounds(values: np.ndarray) -> Tuple[float, float, bool]:
+    """(min, max, both finite) of a non-empty numeric array, in two passes; NaN propagates through both."""
+    low, high = float(_MINIMUM(values, axis=None)), float(_MAXIMUM(values, axis=None))
+    return low, high, math.isfinite(low) and math.isfinite(high)
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """No NaN nor infinity in a float array: one pass over it (min and max would take two)."""
+    return bool(_ALL(np.isfinite(values), axis=None))
 
 
 def _checked_points(xyz: Any, rgb: Any, name: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -61,8 +97,8 @@ def _checked_points(xyz: Any, rgb: Any, name: str) -> Tuple[np.ndarray, Optional
         )
     if len(xyz) == 0:
         raise MediaDecodeError(f"{name}: the point cloud is empty")
-    if xyz.dtype.kind == "f" and not (math.isfinite(float(xyz.min())) and math.isfinite(float(xyz.max()))):
-        # NaN propagates through min/max; one non-finite point would spread to every point on normalize=True
+    if xyz.dtype.kind == "f" and not _all_finite(xyz):
+        # one non-finite point would spread to every point on normalize=True
         bad = int(np.count_nonzero(~np.isfinite(xyz).all(axis=1)))
         raise MediaDecodeError(f"{name}: {bad} of its {len(xyz)} points have NaN or infinite coordinates; the file is corrupt.")
     if rgb is not None:
@@ -80,8 +116,11 @@ def rgb_to_unit(rgb: np.ndarray, name: str = "<colours>") -> np.ndarray:
     """
     if rgb.size == 0:
         return rgb.astype(np.float32)
-    low, high = float(rgb.min()), float(rgb.max())  # NaN propagates through both
-    if not (math.isfinite(low) and math.isfinite(high)):
+    unit = _UNIT_BITS.get(rgb.dtype)
+    if unit is not None and int(_MAXIMUM(rgb.view(unit[0]), axis=None)) <= unit[1]:
+        return rgb.astype(np.float32, copy=False)  # all in [0, 1]: what the checks below conclude, in one pass
+    low, high, finite = _finite_bounds(rgb)
+    if not finite:
         raise MediaDecodeError(f"{name}: its colours hold NaN or infinite values; the file is corrupt.")
     if rgb.dtype.kind in "iu" or high > 1.0 + 1e-6:
         out, low, high = rgb.astype(np.float32) / np.float32(255.0), low / 255.0, high / 255.0

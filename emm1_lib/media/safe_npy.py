@@ -232,6 +232,8 @@ def _remaining_bytes(f: BinaryIO, limit: Optional[int]) -> Optional[int]:
 _HEADER_CACHE: Dict[Tuple[Tuple[int, int], bytes], Tuple[Tuple[int, ...], bool, np.dtype]] = {}
 _HEADER_CACHE_SIZE = 256
 _MAX_HEADER_CHARS = 10000  # numpy's default max_header_size; utf-8 needs at most 4 bytes a character
+_MAGIC_PREFIX = b"\x93NUMPY"  # numpy.lib.format.MAGIC_PREFIX, then a major and a minor version byte
+_MAGIC_LEN = len(_MAGIC_PREFIX) + 2
 
 
 def _read_array_header_any_version(f: BinaryIO, version: Tuple[int, int]) -> Tuple[Tuple[int, ...], bool, np.dtype]:
@@ -249,9 +251,19 @@ def read_npy_header(f: BinaryIO) -> Tuple[Tuple[int, ...], bool, np.dtype]:
     The same checks as numpy's `read_array_header_*` (it parses every header not seen before); raises
     `ValueError` for a bad magic string, a truncated or malformed header.
     """
-    from numpy.lib import format as npformat
+    magic = f.read(_MAGIC_LEN)
+    while len(magic) < _MAGIC_LEN:  # a stream may return fewer bytes than asked (numpy's reader retries too)
+        more = f.read(_MAGIC_LEN - len(magic))
+        if not more:
+            break
+        magic += more
+    if len(magic) == _MAGIC_LEN and magic.startswith(_MAGIC_PREFIX):
+        version = (magic[-2], magic[-1])
+    else:
+        from numpy.lib import format as npformat
 
-    version = npformat.read_magic(f)
+        npformat.read_magic(io.BytesIO(magic))  # raises numpy's own error for a short or wrong magic string
+        raise ValueError(f"the magic string is not correct: {magic!r}")  # unreachable with numpy's reader
     length_size = 2 if version == (1, 0) else 4  # versions 2.0 and 3.0 use a 4-byte header length
     length_bytes = f.read(length_size)
     length = int.from_bytes(length_bytes, "little")
