@@ -111,13 +111,13 @@ class EMM1Config(datasets.BuilderConfig):
         file_path_columns (`bool`): phase 1, CSV and pre-joined input alike: also store each media path as a
             `{m}_file_path` string column. Default False: the media column `{m}` already holds the path, so
             it is stored once (a `phase1_nn1` row is ~540 instead of ~740 bytes; `phase1_all` writes ~58
-            instead of ~80 GB at full size, and writing is most of the preparation's cost). True gives the
+            instead of ~80 GB at full size; writing is the largest cost of preparation). True gives the
             layout with both, e.g. `load_dataset("emm1", "phase1_nn1", ..., file_path_columns=True)` and
             `row["image_file_path"]`. Without the column, read the path from the media column:
             with `decode=False`, `row["image"]["path"]`; or, decoding on, all paths at once without
             decoding: `pyarrow.compute.struct_field(ds.with_format("arrow")["image"], "path")`.
-            Phase 2's `paired_file_path`/`annotated_file_path` are always stored; `emm1 export` writes
-            the `{m}_file_path` columns whatever this says (the Hub copy keeps paths only there).
+            Phase 2's `paired_file_path`/`annotated_file_path` are always stored. `emm1 export` always writes
+            the `{m}_file_path` columns (the Hub copy keeps paths only there) and refuses this option.
         provenance_labels (`bool`): phase 1: store `{m}_source_dataset` and `{m}_dataset_license` as
             `ClassLabel`s (names: the distinct values of the infos tables, sorted; known once the infos
             are read, so `builder.info.features` shows strings before preparation) instead of
