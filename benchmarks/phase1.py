@@ -194,8 +194,9 @@ def _digest_arrow(table) -> dict:
               "caption_nulls": table["caption"].null_count}
     for m in MODALITIES:
         digest[f"{m}_id_sum"] = pc.sum(table[f"encord_{m}_id"]).as_py()
-        digest[f"{m}_path_nulls"] = table[f"{m}_file_path"].null_count if f"{m}_file_path" in table.column_names \
-            else table[m].null_count
+        # the path column where the layout has one (recipes, `file_path_columns=True`), else the media column's path
+        paths = table[f"{m}_file_path"] if f"{m}_file_path" in table.column_names else pc.struct_field(table[m], "path")
+        digest[f"{m}_path_nulls"] = paths.null_count
     return digest
 
 

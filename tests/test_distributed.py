@@ -61,7 +61,7 @@ def test_builder_stream_split_by_node_is_a_partition(released_tree, hf_cache):
                         decode=False, cache_dir=hf_cache, shard_bytes=32)
     stream = builder.as_streaming_dataset(split="train")
     assert _num_shards(stream) >= 16
-    key = lambda r: (r["encord_text_id"], r["encord_image_id"], r["points_file_path"])  # noqa: E731
+    key = lambda r: (r["encord_text_id"], r["encord_image_id"], r["points"] and r["points"]["path"])  # noqa: E731
     everything = collections.Counter(key(r) for r in stream)
     assert sum(everything.values()) == released_tree.num_captions
     _assert_partition(_rows_by_rank(stream, key), everything)

@@ -16,6 +16,7 @@ from huggingface_hub import DatasetCardData
 import emm1
 from emm1_lib.tools.cli import main as emm1_main
 from emm1_lib.builders.registry import BUILDERS
+from emm1_lib.builders.registry import path_column_options
 from emm1_lib.errors import DanglingIdWarning
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.tools.export import DEFAULT_MAX_SHARD_BYTES
@@ -62,11 +63,12 @@ def exported(released_tree, tmp_path_factory):
 
 
 def _builder_split(tree, config, cache, **kwargs):
-    """What the builder itself gives for `config` with media under the tree root (decode off)."""
+    """What the builder itself gives for `config` with media under the tree root (decode off), in the layout of
+    an export: with the `*_file_path` columns (phase 1 leaves them out by default)."""
     for cls in BUILDERS:
         if config in [c.name for c in cls.BUILDER_CONFIGS]:
             builder = cls(config_name=config, data_dir=tree.metadata_dir, root_data_path=tree.root, decode=False,
-                          cache_dir=cache, **kwargs)
+                          cache_dir=cache, **{**path_column_options(config), **kwargs})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DanglingIdWarning)
                 builder.download_and_prepare()
@@ -91,11 +93,17 @@ def test_layout_shard_names_and_row_groups(exported):
     assert not glob.glob(os.path.join(exported.out_dir, ".*"))  # no staging or temp file left behind
 
 
-def test_media_paths_are_relative_and_media_columns_dropped(exported, released_tree):
+def test_media_paths_are_relative_and_media_columns_dropped(exported, released_tree, tmp_path):
+    """Phase 1 keeps its paths only in the media columns by default; the export asks for the path columns."""
     table = pq.read_table(os.path.join(exported.out_dir, "phase1_nn1"))
     assert not set(MODALITIES) & set(table.column_names)
+    builder = emm1.EMM1(config_name="phase1_nn1", data_dir=released_tree.metadata_dir, root_data_path=released_tree.root,
+                        cache_dir=str(tmp_path / "cache"))
+    assert not [c for c in builder.info.features if c.endswith("_file_path")]  # the default the export overrides
     for m in MODALITIES:
-        for path in table[f"{m}_file_path"].to_pylist():
+        paths = table[f"{m}_file_path"].to_pylist()
+        assert len(paths) == 24 and all(paths)  # the clean tree: every row has a path
+        for path in paths:
             assert not os.path.isabs(path) and path.split("/")[1] == m
             assert os.path.isfile(os.path.join(released_tree.root, path))  # portable: root + relative path
     features = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
@@ -241,6 +249,15 @@ def test_seed_schema_exports_and_resolves(seed_tree, tmp_path):
         # seed EShot media live in the metadata folder (eshot/point-clouds/), so they are stored relative to it
         root = seed_tree.metadata_dir if config.startswith("eshot") else seed_tree.root
         assert resolve(loaded[split], root, decode=False).to_dict() == expected.to_dict()
+
+
+@pytest.mark.parametrize("value", [False, True])
+def test_export_refuses_file_path_columns(released_tree, tmp_path, value):
+    """The Hub copy keeps its paths only in the path columns: the export sets the option itself, and says so."""
+    with pytest.raises(TypeError, match=r"sets file_path_columns itself.*\*_file_path columns.*Leave the option out"):
+        export(str(tmp_path / "repo"), released_tree.metadata_dir, ["phase1_nn1"], cache_dir=str(tmp_path / "cache"),
+               file_path_columns=value)
+    assert not os.path.exists(tmp_path / "repo")  # refused before anything is written
 
 
 def test_cli_export_and_errors(released_tree, tmp_path, capsys):

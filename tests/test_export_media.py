@@ -204,6 +204,14 @@ def test_licence_policy_embeds_nothing_outside_the_allow_list(released_tree, tmp
     assert table[("points", UNRECORDED)][:2] == ["0", f"{len(_arrow_rows(out, 'eshot_points')):,}"]
 
 
+def test_export_media_refuses_file_path_columns(released_tree, tmp_path):
+    """The published copy always has the path columns beside the media (the test above reads them): not an option."""
+    with pytest.raises(TypeError, match=r"export_media\(\) sets file_path_columns itself.*Leave the option out"):
+        export_media(str(tmp_path / "repo"), released_tree.metadata_dir, released_tree.root, ["phase1_nn1"],
+                     licenses=["cc-by-4.0"], cache_dir=str(tmp_path / "cache"), file_path_columns=False)
+    assert not os.path.exists(tmp_path / "repo")
+
+
 def test_redistributable_only_from_the_command_line(released_tree, tmp_path, capsys):
     out = tmp_path / "repo"
     status = emm1_main(["export", "--to", str(out), "--data-dir", released_tree.metadata_dir, "--root-data-path",

@@ -26,6 +26,12 @@ def _prepare(tree, hf_cache, config="phase1_nn1", **kwargs):
     return builder.as_dataset(split="train")
 
 
+def _paths(values):
+    """The paths of media values read with decode=False (`{"bytes": None, "path": ...}`, None for a dangling id):
+    phase 1 keeps each path in its media column only, by default."""
+    return [None if v is None else v["path"] for v in values]
+
+
 def test_configs_are_listed():
     names = [c.name for c in emm1.EMM1.BUILDER_CONFIGS]
     assert names[:16] == [f"phase1_nn{k}" for k in range(1, 17)]
@@ -43,10 +49,9 @@ def test_equals_polars_recipe(sample_tree, hf_cache, k):
     assert set(ds["nn_index"]) == {k}
     for m in MODALITIES:
         assert ds[f"encord_{m}_id"] == expected[f"encord_{m}_id"].to_list()
-        assert ds[f"{m}_file_path"] == expected[f"{m}_file_path"].to_list()
-        assert [None if v is None else v["path"] for v in ds[m]] == expected[f"{m}_file_path"].to_list()
+        assert _paths(ds[m]) == expected[f"{m}_file_path"].to_list()
     # dangling ids stay as rows with null paths (the fixture puts 2 per id column)
-    assert sum(p is None for p in ds["image_file_path"]) >= sample_tree.dangling
+    assert sum(p is None for p in _paths(ds["image"])) >= sample_tree.dangling
 
 
 def test_dangling_ids_are_counted_in_a_warning(sample_tree, hf_cache):
@@ -76,7 +81,7 @@ def test_provenance_columns(released_tree, seed_tree, hf_cache):
 def test_modalities_subset_and_media_folder_override(released_tree, hf_cache):
     ds = _prepare(released_tree, hf_cache, modalities=["audio", "points"], media_folders={"audio": "video"})
     assert "image" not in ds.column_names and "encord_video_id" not in ds.column_names
-    path = ds["audio_file_path"][0]
+    path = ds[0]["audio"]["path"]
     assert f"{os.sep}video{os.sep}" in path and path.startswith(released_tree.root)
 
 
@@ -84,7 +89,7 @@ def test_root_from_environment(released_tree, hf_cache, monkeypatch):
     monkeypatch.setenv("ROOT_DATA_PATH", released_tree.root)
     builder = emm1.EMM1(config_name="phase1_nn2", data_dir=released_tree.phase1_dir, cache_dir=hf_cache, decode=False)
     builder.download_and_prepare()
-    assert builder.as_dataset(split="train")["image_file_path"][0].startswith(released_tree.root)
+    assert builder.as_dataset(split="train")[0]["image"]["path"].startswith(released_tree.root)
 
 
 def test_small_shards_give_the_same_rows(sample_tree, hf_cache):
@@ -97,7 +102,7 @@ def test_small_shards_give_the_same_rows(sample_tree, hf_cache):
         builder.download_and_prepare()
     sharded = builder.as_dataset(split="train")
     assert sharded["encord_text_id"] == whole["encord_text_id"]
-    assert sharded["points_file_path"] == whole["points_file_path"]
+    assert _paths(sharded["points"]) == _paths(whole["points"])
 
 
 def test_phase1_all_has_every_neighbour(released_tree, hf_cache):
@@ -112,7 +117,7 @@ def test_streaming_equals_prepared(sample_tree, hf_cache):
         warnings.simplefilter("ignore", DanglingIdWarning)
         streamed = list(_builder(sample_tree, hf_cache).as_streaming_dataset(split="train"))
     assert [r["encord_text_id"] for r in streamed] == prepared["encord_text_id"]
-    assert [r["video_file_path"] for r in streamed] == prepared["video_file_path"]
+    assert _paths(r["video"] for r in streamed) == _paths(prepared["video"])
 
 
 def test_load_dataset_by_name_after_import(released_tree, hf_cache):
@@ -139,7 +144,7 @@ def test_loading_script_on_datasets_3_6(released_tree, hf_cache, streaming):
     )
     rows = list(ds)
     assert len(rows) == released_tree.num_captions
-    assert rows[0]["image_file_path"].startswith(released_tree.root)
+    assert rows[0]["image"]["path"].startswith(released_tree.root)
 
 
 @pytest.mark.skipif(not TODAYS_DATASETS, reason="datasets >= 4 refuses scripts; 3.6 runs them")

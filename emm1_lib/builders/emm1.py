@@ -108,9 +108,16 @@ class EMM1Config(datasets.BuilderConfig):
         batch_size (`int`): rows per Arrow table built and written at a time (bounds memory).
         shard_bytes (`int`): phase 1 reads each grouping CSV as byte ranges of this size; each range
             is a shard for `num_proc` preparation, streaming workers and multi-node splitting.
-        file_path_columns (`bool`): phase 1: keep the `{m}_file_path` string columns (default). The media
-            column `{m}` holds the same path (`{"path": ...}`), so False stores each path once: about
-            200 of ~630 bytes per row at full scale (tens of GB for `phase1_all`).
+        file_path_columns (`bool`): phase 1, CSV and pre-joined input alike: also store each media path as a
+            `{m}_file_path` string column. Default False: the media column `{m}` already holds the path, so
+            it is stored once (a `phase1_nn1` row is ~540 instead of ~740 bytes; `phase1_all` writes ~58
+            instead of ~80 GB at full size; writing is the largest cost of preparation). True gives the
+            layout with both, e.g. `load_dataset("emm1", "phase1_nn1", ..., file_path_columns=True)` and
+            `row["image_file_path"]`. Without the column, read the path from the media column:
+            with `decode=False`, `row["image"]["path"]`; or, decoding on, all paths at once without
+            decoding: `pyarrow.compute.struct_field(ds.with_format("arrow")["image"], "path")`.
+            Phase 2's `paired_file_path`/`annotated_file_path` are always stored. `emm1 export` always writes
+            the `{m}_file_path` columns (the Hub copy keeps paths only there) and refuses this option.
         provenance_labels (`bool`): phase 1: store `{m}_source_dataset` and `{m}_dataset_license` as
             `ClassLabel`s (names: the distinct values of the infos tables, sorted; known once the infos
             are read, so `builder.info.features` shows strings before preparation) instead of
@@ -134,7 +141,7 @@ class EMM1Config(datasets.BuilderConfig):
     annotations: Optional[List] = None
     batch_size: int = 100_000
     shard_bytes: int = DEFAULT_SHARD_BYTES
-    file_path_columns: bool = True
+    file_path_columns: bool = False
     provenance_labels: bool = False
     infos_cache: bool = True
 

@@ -1,4 +1,5 @@
-"""`resolve`: turn a loaded E-MM1 export (relative `*_file_path` strings) back into what the builders give.
+"""`resolve`: turn a loaded E-MM1 export (relative `*_file_path` strings) back into what the builders give
+(for phase 1, the builders' layout with `file_path_columns=True`: the export keeps the path columns).
 
 The export (`emm1 export`) stores each media path relative to the data root, so stock `datasets`
 loads it without this project. `resolve(ds, root)` joins the root back with the same path rule as

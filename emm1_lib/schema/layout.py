@@ -18,7 +18,8 @@ ESHOT_FOLDERS = ("eshot",)
 NUM_NEIGHBOURS = 16
 # Provenance columns of the released infos tables, copied per modality as `{m}_{column}`.
 PROVENANCE_COLUMNS = ("source_dataset", "dataset_license")
-# Output columns holding a media path: `{modality}_file_path` (phase 1, EShot), `{role}_file_path` (phase 2).
+# Output columns holding a media path: `{modality}_file_path` (EShot; phase 1 with `file_path_columns=True`, which
+# the exports ask for), `{role}_file_path` (phase 2).
 PATH_SUFFIX = "_file_path"
 PHASE2_ROLES = ("paired", "annotated")
 # triplets.csv of both generations (UPSTREAM.md); the seed adds one `encord_{modality}_id` column per modality.

@@ -11,11 +11,12 @@ from emm1_lib.builders.eshot import EShot
 from emm1_lib.testing.sample import generate_sample_tree
 
 _SHOWN_COLUMNS = {
-    "phase1": ("encord_text_id", "caption", "nn_index", "image_file_path", "audio_file_path", "points_dataset_license"),
+    # phase 1 keeps its paths in the media columns (no `{m}_file_path` by default): their paths are shown
+    "phase1": ("encord_text_id", "caption", "nn_index", "image", "audio", "points_dataset_license"),
     "phase2": ("caption", "paired_modality", "annotated_modality", "paired_file_path", "annotation"),
     "eshot": ("category", "audio_file_path", "points_file_path", "youtube_id", "file_id"),
 }
-
+_MEDIA = ("image", "audio", "video", "points")
 
 # The marker's content: a tree of another layout (an older demo's) is generated again.
 _SAMPLE_LAYOUT = "metadata/ + media/"
@@ -79,12 +80,17 @@ def load_dataset_call(module_name: str, config_name: str, split: str, data_dir: 
 def _print_rows(name: str, dataset, rows: int, data_root: str) -> None:
     kind = "eshot" if name.startswith("eshot") else name.split("_")[0]
     columns = [c for c in _SHOWN_COLUMNS[kind] if c in dataset.column_names]
-    print(f"\n{name}: first {min(rows, len(dataset))} rows ({', '.join(columns)}; paths relative to {data_root})")
-    for row in dataset.select_columns(columns).select(range(min(rows, len(dataset)))):
+    heads = [f"{c}.path" if c in _MEDIA else c for c in columns]
+    print(f"\n{name}: first {min(rows, len(dataset))} rows ({', '.join(heads)}; paths relative to {data_root})")
+    # Arrow rows: media columns as stored (their paths), not decoded
+    shown = dataset.select_columns(columns).select(range(min(rows, len(dataset)))).with_format("arrow")[:]
+    for row in shown.to_pylist():
         values = []
         for column in columns:
             value = row[column]
             feature = dataset.features[column]
+            if isinstance(value, dict) and "path" in value:  # a media column
+                value = value["path"]
             if hasattr(feature, "int2str") and value is not None:  # ClassLabel: show the name
                 value = feature.int2str(value)
             elif isinstance(value, str) and value.startswith(data_root):
@@ -94,7 +100,7 @@ def _print_rows(name: str, dataset, rows: int, data_root: str) -> None:
 
 
 def _print_media(name: str, dataset) -> None:
-    media = [c for c in ("image", "audio", "video", "points") if c in dataset.column_names]
+    media = [c for c in _MEDIA if c in dataset.column_names]
     if not media or not len(dataset):
         return
     row = dataset[0]

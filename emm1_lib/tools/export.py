@@ -45,6 +45,7 @@ from datasets.table import cast_table_to_features
 
 from emm1_lib.tools.cli import media_folder_arg
 from emm1_lib.builders.registry import builder_config_names
+from emm1_lib.builders.registry import path_column_options
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.tools.hub_card import DEFAULT_REPO_ID
 from emm1_lib.tools.hub_card import CardConfig
@@ -295,6 +296,10 @@ def export(
     for key in ("root_data_path", "decode", "data_dir", "config_name", "name"):
         if key in builder_kwargs:
             raise TypeError(f"export() sets {key} itself; media paths are stored relative to the data root.")
+    if "file_path_columns" in builder_kwargs:
+        # The export drops the media columns: without the path columns its rows would have no media path.
+        raise TypeError("export() sets file_path_columns itself: the Hub copy keeps the media paths only in the "
+                        "*_file_path columns, so they are always written. Leave the option out.")
     available = builder_config_names()
     names = list(configs) if configs else list(available)
     unknown = [n for n in names if n not in available]
@@ -313,7 +318,7 @@ def export(
         for name in names:
             builder = available[name](
                 config_name=name, data_dir=data_dir, root_data_path=_EXPORT_ROOT, decode=False,
-                cache_dir=cache_dir, **builder_kwargs,
+                cache_dir=cache_dir, **path_column_options(name), **builder_kwargs,
             )
             builder.download_and_prepare(num_proc=num_proc)
             citation = citation or builder.info.citation or ""

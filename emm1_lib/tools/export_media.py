@@ -58,6 +58,7 @@ import pyarrow.parquet as pq
 from datasets.table import cast_table_to_features
 
 from emm1_lib.builders.registry import builder_config_names
+from emm1_lib.builders.registry import path_column_options
 from emm1_lib.errors import EMM1DataError
 from emm1_lib.io.fs import normalize_root
 from emm1_lib.media.files import check_on_missing_media
@@ -601,6 +602,9 @@ def export_media(
     for key in ("decode", "data_dir", "config_name", "name"):
         if key in builder_kwargs:
             raise TypeError(f"export_media() sets {key} itself.")
+    if "file_path_columns" in builder_kwargs:
+        raise TypeError("export_media() sets file_path_columns itself: the published copy always has the "
+                        "*_file_path columns beside the media. Leave the option out.")
     available = builder_config_names()
     names = list(configs) if configs else list(available)
     unknown = [n for n in names if n not in available]
@@ -620,8 +624,9 @@ def export_media(
     exported: List[MediaExportedConfig] = []
     citation = homepage = ""
     for name in names:
+        # The published layout keeps the *_file_path columns beside the media, as the export without media does.
         builder = available[name](config_name=name, data_dir=data_dir, root_data_path=root, decode=False,
-                                  cache_dir=cache_dir, **builder_kwargs)
+                                  cache_dir=cache_dir, **path_column_options(name), **builder_kwargs)
         builder.download_and_prepare(num_proc=num_proc)
         citation = citation or builder.info.citation or ""
         homepage = homepage or builder.info.homepage or ""
