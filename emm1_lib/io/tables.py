@@ -528,7 +528,6 @@ def iter_csv_batches(
         return
 
 
-
 def coalesce_batches(batches: Iterable[pa.RecordBatch], min_bytes: int) -> Iterator[pa.RecordBatch]:
     """The rows of `batches`, in order, regrouped into record batches of at least `min_bytes` (the last may be smaller).
 
