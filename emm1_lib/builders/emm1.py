@@ -117,7 +117,9 @@ class EMM1Config(datasets.BuilderConfig):
             with `decode=False`, `row["image"]["path"]`; or, decoding on, all paths at once without
             decoding: `pyarrow.compute.struct_field(ds.with_format("arrow")["image"], "path")`.
             Phase 2's `paired_file_path`/`annotated_file_path` are always stored. `emm1 export` always writes
-            the `{m}_file_path` columns (the Hub copy keeps paths only there) and refuses this option.
+            the `{m}_file_path` columns (the Hub copy keeps paths only there) and refuses this option; publish
+            with it: `push_to_hub` embeds the media and keeps only each file's name, so without this option a
+            directly pushed copy loses the paths' folders.
         provenance_labels (`bool`): phase 1: store `{m}_source_dataset` and `{m}_dataset_license` as
             `ClassLabel`s (names: the distinct values of the infos tables, sorted; known once the infos
             are read, so `builder.info.features` shows strings before preparation) instead of
