@@ -152,7 +152,12 @@ def test_coalesced_batches_keep_every_row_in_order_and_reach_the_size():
     assert pa.Table.from_batches(out).column("values").to_pylist() == VALUES
     assert all(b.nbytes >= min_bytes for b in out[:-1]) and len(out) < len(batches)
     assert list(tables.coalesce_batches(iter([]), min_bytes)) == []
-    assert list(tables.coalesce_batches(iter(batches[3:4]), 1)) == batches[3:4]  # passed through, not copied
+    passed = list(tables.coalesce_batches(iter(batches[3:4]), 1))
+    assert len(passed) == 1 and passed[0] is batches[3]  # passed through, not copied
+    empty = batches[0]  # zero rows: skipped, whatever their number
+    assert list(tables.coalesce_batches(iter([empty, empty, empty]), min_bytes)) == []
+    out = list(tables.coalesce_batches(iter([empty] + batches + [empty, empty]), min_bytes))
+    assert pa.Table.from_batches(out).column("values").to_pylist() == VALUES
 
 
 @pytest.mark.parametrize("cached", [True, False])
