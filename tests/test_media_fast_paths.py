@@ -347,3 +347,30 @@ def test_a_wav_linked_out_of_the_root_is_refused_and_one_inside_decodes(tmp_path
         feature.decode_example({"bytes": None, "path": str(root / "link_out.wav")})
     decoded = feature.decode_example({"bytes": None, "path": str(root / "in.wav")})
     np.testing.assert_array_equal(decoded["array"], soundfile.read(str(root / "in.wav"), dtype="float32")[0])
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns at most 3 bytes a read (a socket or a pipe may)."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = 3 if n < 0 else min(n, 3)
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+
+def test_a_header_read_a_few_bytes_at_a_time_is_read_whole(tmp_path):
+    path = tmp_path / "p.npy"
+    np.save(path, np.arange(12, dtype=np.float32).reshape(4, 3))
+    data = path.read_bytes()
+    with open(path, "rb") as f:
+        expected = read_npy_header(f)
+    trickle = _Trickle(data)
+    assert read_npy_header(trickle) == expected
+    assert trickle.pos == len(data) - 12 * 4  # left at the array data

@@ -245,18 +245,24 @@ def _read_array_header_any_version(f: BinaryIO, version: Tuple[int, int]) -> Tup
     return _read_array_header(f, version)
 
 
+def _read_up_to(f: BinaryIO, n: int) -> bytes:
+    """`n` bytes of `f`, fewer only at its end: a stream may return fewer than asked (numpy's reader retries too)."""
+    data = f.read(n)
+    while len(data) < n:
+        more = f.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def read_npy_header(f: BinaryIO) -> Tuple[Tuple[int, ...], bool, np.dtype]:
     """(shape, fortran_order, dtype) of the `.npy` stream at `f`, which is left at the array data.
 
     The same checks as numpy's `read_array_header_*` (it parses every header not seen before); raises
     `ValueError` for a bad magic string, a truncated or malformed header.
     """
-    magic = f.read(_MAGIC_LEN)
-    while len(magic) < _MAGIC_LEN:  # a stream may return fewer bytes than asked (numpy's reader retries too)
-        more = f.read(_MAGIC_LEN - len(magic))
-        if not more:
-            break
-        magic += more
+    magic = _read_up_to(f, _MAGIC_LEN)
     if len(magic) == _MAGIC_LEN and magic.startswith(_MAGIC_PREFIX):
         version = (magic[-2], magic[-1])
     else:
@@ -265,11 +271,11 @@ def read_npy_header(f: BinaryIO) -> Tuple[Tuple[int, ...], bool, np.dtype]:
         npformat.read_magic(io.BytesIO(magic))  # raises numpy's own error for a short or wrong magic string
         raise ValueError(f"the magic string is not correct: {magic!r}")  # unreachable with numpy's reader
     length_size = 2 if version == (1, 0) else 4  # versions 2.0 and 3.0 use a 4-byte header length
-    length_bytes = f.read(length_size)
+    length_bytes = _read_up_to(f, length_size)
     length = int.from_bytes(length_bytes, "little")
     if length > 4 * _MAX_HEADER_CHARS:  # numpy refuses it after reading it; refuse before (up to 4 GiB)
         raise ValueError(f"the header declares {length} bytes, over numpy's limit of {_MAX_HEADER_CHARS} characters")
-    header = f.read(length) if len(length_bytes) == length_size else b""
+    header = _read_up_to(f, length) if len(length_bytes) == length_size else b""
     key = (version, length_bytes + header)
     parsed = _HEADER_CACHE.get(key)
     if parsed is None:
