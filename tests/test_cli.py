@@ -1,5 +1,6 @@
 """The `emm1` command: `sample` writes a readable tree, `demo` prepares every config and reports it."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -38,6 +39,10 @@ def test_demo_prepares_every_config(tmp_path):
     assert run.returncode == 0, run.stderr
     for config in emm1.EMM1.BUILDER_CONFIGS:
         assert f"\n{config.name} " in run.stdout
+    # phase 1's paths come from its media columns (no path columns by default): the rows show real paths
+    phase1_rows = run.stdout.split("\nphase1_nn1: first", 1)[1].split("\n\n", 1)[0]
+    assert "image.path" in phase1_rows and "audio.path" in phase1_rows
+    assert re.search(r"/image/[^ |]+\.(jpg|png)", phase1_rows) and re.search(r"/audio/[^ |]+\.", phase1_rows)
     assert "phase1_all            384" in run.stdout  # 16 neighbours x 24 captions
     assert "decoded media of row 0" in run.stdout and "points xyz (" in run.stdout
     assert "EShot with STAND-IN embeddings" in run.stdout and "audio_to_points  top1 " in run.stdout
