@@ -401,7 +401,8 @@ BENCHMARKS = [
     # Estimates for a quiet machine with the trees and the pre-joined copy already there: phase1 6m19s and prejoined
     # 4m39s measured quiet; phase1_all at 0.25: 201 s at load 9-12; decode: 96 s a round at load 5; the others: their
     # wall_s in docs/perf-run.json's partial run at load 4-10 (download 201 s, export_media 244 s, streaming 95 s,
-    # download_cluster 94 s), rounded down for a quiet machine. Total ~30 min, within BUDGET_S.
+    # download_cluster 94 s), rounded down for a quiet machine; phase1_all_full: 2.1 min measured (load 4-6). Total
+    # ~34 min, within BUDGET_S (the run of 2 Dec 2026 16:12 UTC took 16 min on a VM that writes faster).
     Benchmark("phase1", "phase1.py", 390,
               lambda o: [*_tree(o, o.tree_dir), "--work-dir", os.path.join(o.work_dir, "phase1"), "--repeats", "3",
                          "--contenders", PHASE1_CONTENDERS, "--extras", "warm"],
