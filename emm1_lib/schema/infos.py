@@ -93,7 +93,7 @@ class MediaInfo:
                 chunks.setdefault(name, []).append(batch.column(name))
         if not chunks:  # a header-only file: the whole-table reader gives its typed, empty columns
             table = read_csv_table(path, column_types, media_columns(modality))
-            chunks = {name: table[name].chunks or [pa.array([], table[name].type)] for name in table.column_names}
+            chunks = {name: [table[name].combine_chunks()] for name in table.column_names}
         # One column at a time, its blocks dropped as soon as it is whole: the peak holds the blocks and one
         # column's copy (~100 MB for video.csv's file names), not a copy of every column at once.
         columns = {}
@@ -101,8 +101,8 @@ class MediaInfo:
             parts = chunks.pop(name)
             combined = pa.chunked_array(parts, column_types[name])
             del parts
-            columns[name] = compact_dictionary(combined) if name != id_column and name != "file_name" \
-                else combined.combine_chunks()
+            plain = name in (id_column, "file_name")
+            columns[name] = combined.combine_chunks() if plain else compact_dictionary(combined)
             del combined
         chunks.clear()
         table = pa.table(columns)
