@@ -125,9 +125,8 @@ class EMM1Config(datasets.BuilderConfig):
             are read, so `builder.info.features` shows strings before preparation) instead of
             repeating the strings on every row.
         infos_cache (`bool`): keep an Arrow form of the infos tables under `<cache_dir>/emm1-infos/` (the columns
-            read, LZ4-compressed: 0.66 GB for the benchmark's real-sized tree, whose generated captions compress
-            better than real text; at most ~1.6 GB, their uncompressed size, which is also what entries written
-            without LZ4 keep), reused by every config, process and run while the
+            read: 1.44 GB for the benchmark's real-sized tree, the captions uncompressed, the media tables
+            LZ4-compressed), reused by every config, process and run while the
             CSVs are unchanged (size, modification time, inode and their first and last 64 KiB), so the
             tables are parsed once, not per config. Local CSVs and a local cache only. False parses them each time.
     """

@@ -25,15 +25,10 @@ def codec_available(codec: str) -> bool:
     return pa.Codec.is_available(codec)
 
 
-def scratch_ipc_options() -> pa.ipc.IpcWriteOptions:
-    """How the columns this package keeps on local disk are written: LZ4-compressed buffers when the codec is built in.
-
-    Writing is what these files cost: every new page-cache page is a copy (and, on a VM, often a page the host must
-    hand back first), and E-MM1's captions are 1.25 GB of text that LZ4 halves or better at several GB/s a core.
-    Reading them back decompresses one record batch per gather, a few MB, in milliseconds.
-    """
-    codec = "lz4" if codec_available("lz4") else None
-    return pa.ipc.IpcWriteOptions(compression=codec)
+def scratch_ipc_options(codec: Optional[str] = None) -> pa.ipc.IpcWriteOptions:
+    """How a column this package keeps on local disk is written: with `codec` (e.g. "lz4") when this pyarrow has
+    it, else uncompressed. The reader needs nothing: an IPC file records its codec."""
+    return pa.ipc.IpcWriteOptions(compression=codec if codec and codec_available(codec) else None)
 
 
 def chunk_bounds(lengths: Iterable[int]) -> np.ndarray:

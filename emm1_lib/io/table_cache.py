@@ -2,7 +2,7 @@
 
 Parsing E-MM1:100M's infos tables (2.6 GB of CSV) is most of what preparing one config costs, and every
 config of a split reads the same tables. After a checked read, the reader's columns go to an Arrow IPC file
-(LZ4-compressed: `column_store.scratch_ipc_options`) in a cache folder (the builder uses
+(with the codec the reader asks for, if any) in a cache folder (the builder uses
 `<datasets cache>/emm1-infos/`); the next read memory-maps that file instead of parsing. A cache entry is named after the CSV's absolute path and what was read from it (columns,
 types), and stamped with the CSV's size, modification time, inode and a hash of its first and last 64 KiB:
 an entry whose stamp differs from the file's is not used (and is replaced by the next write), so an edited
@@ -119,8 +119,9 @@ def open_entry(folder: Optional[str], source: str, what: str) -> Optional[str]:
 
 
 def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema,
-                batches: Iterable[pa.RecordBatch], stamp: Optional[dict]) -> Optional[str]:
-    """Write `batches` (consumed one at a time) as the cache entry of `what` of `source`; return its path.
+                batches: Iterable[pa.RecordBatch], stamp: Optional[dict], codec: Optional[str] = None) -> Optional[str]:
+    """Write `batches` (consumed one at a time) as the cache entry of `what` of `source`, compressed with `codec`
+    when this pyarrow has it; return its path.
 
     `stamp` is `source_stamp(source)` taken *before* the read that produced the batches: when the file
     changed during the read, the entry is not published. Returns None (nothing published) in that case or
@@ -131,7 +132,7 @@ def write_entry(folder: Optional[str], source: str, what: str, schema: pa.Schema
         for _ in batches:
             pass
         return None
-    options = column_store.scratch_ipc_options()
+    options = column_store.scratch_ipc_options(codec)
     schema = schema.with_metadata({**(schema.metadata or {}), _STAMP_KEY: json.dumps(stamp).encode("utf-8"),
                                    _CODEC_KEY: (options.compression or "").encode("utf-8")})
     try:
@@ -173,8 +174,8 @@ def read_entry(path: str) -> pa.Table:
 
 
 def column_of_batches(path: str, column: int, each: Callable[[pa.Array], object]) -> list:
-    """`each(batch.column(column))` for every batch of the entry, in order. Mapped, and only that column is read
-    (and decompressed): the other columns' pages are never touched."""
-    with pa.memory_map(path) as mapped:
-        reader = pa.ipc.open_file(mapped, options=pa.ipc.IpcReadOptions(included_fields=[column]))
-        return [each(reader.get_batch(i).column(0)) for i in range(reader.num_record_batches)]
+    """`each(column)` for every batch of the entry, in order, the column copied out of the batch: Arrow reads a
+    batch's whole body, and a slice of it would keep every other column of the entry (the captions) in memory."""
+    with pa.OSFile(path) as f:
+        reader = pa.ipc.open_file(f, options=pa.ipc.IpcReadOptions(included_fields=[column]))
+        return [each(pa.concat_arrays([reader.get_batch(i).column(0)])) for i in range(reader.num_record_batches)]

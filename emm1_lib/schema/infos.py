@@ -23,6 +23,13 @@ TEXT_COLUMNS = {"encord_text_id": pa.int64(), "caption": pa.string()}
 # Captions are stored (cache entry, memory-mapped column) in record batches of about this size: a 100k-row gather
 # of captions listed in order then reads one or two of them, whatever block size the CSV reader uses.
 _STORED_BATCH_BYTES = 4 << 20
+# Cache entries (`io.table_cache`). A media table's entry is read whole and LZ4 is cheap on its 0.3 GB; decompressed,
+# each column gets buffers of its own, so the id column is freed once the lookup is built (an uncompressed entry is
+# read as one body, which the other columns keep whole). The captions' entry is read a batch at a time and left
+# plain: LZ4 on 1.25 GB of captions took ~3 s of a core, the first preparation's longest thread
+# (docs/performance.md, "The infos cache").
+_MEDIA_ENTRY_CODEC = "lz4"
+_CAPTIONS_ENTRY_CODEC = None
 
 
 def media_columns(modality: str) -> List[str]:
@@ -111,7 +118,7 @@ class MediaInfo:
         del table
         if stamp is not None:
             batch = pa.record_batch(list(columns.values()), names=list(columns))
-            table_cache.write_entry(cache_folder, path, what, batch.schema, [batch], stamp)
+            table_cache.write_entry(cache_folder, path, what, batch.schema, [batch], stamp, _MEDIA_ENTRY_CODEC)
         return info
 
     @classmethod
@@ -194,7 +201,8 @@ class TextInfo:
                     lengths.append(b.num_rows)
                     yield pa.record_batch([b.column("caption"), b.column("encord_text_id")], schema=schema)
 
-            written = table_cache.write_entry(cache_folder, path, what, schema, entry_batches(), stamp)
+            written = table_cache.write_entry(cache_folder, path, what, schema, entry_batches(), stamp,
+                                               _CAPTIONS_ENTRY_CODEC)
             if written is not None:
                 lookup = IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id")
                 return cls(path, lookup, MappedColumn(written, pa.string(), chunk_bounds(lengths), owned=False))
