@@ -151,6 +151,8 @@ class EMM1Config(datasets.BuilderConfig):
         return self.name.startswith("phase1")
 
 
+# Media infos tables read on the captions' thread while this one reads the others (`_infos`).
+_READ_BESIDE_TEXT = ("audio",)
 # Threads building the media columns of a phase-1 table, beside the thread that builds its text columns.
 _TABLE_WORKERS = 2
 
@@ -374,8 +376,13 @@ class EMM1(datasets.ArrowBasedBuilder):
                 text = pool.submit(TextInfo.read, join(infos_dir, "text.csv"), spill_folder=self._spill_folder(),
                                    cache_folder=cache_folder)
             if media is None:
-                media = {m: MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS, cache_folder=cache_folder)
-                         for m in modalities}
+                def read(m: str) -> MediaInfo:
+                    return MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS, cache_folder=cache_folder)
+
+                # The text thread also reads audio.csv: it balances the two threads (text.csv is the largest file).
+                beside = {m: pool.submit(read, m) for m in modalities if with_text and m in _READ_BESIDE_TEXT}
+                here = {m: read(m) for m in modalities if m not in beside}
+                media = {m: beside[m].result() if m in beside else here[m] for m in modalities}
             if with_text:
                 text = text.result()
         cache[key] = (text, media)
