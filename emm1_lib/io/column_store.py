@@ -1,6 +1,6 @@
 """Where a large infos column lives while tables are built: in memory, or in a memory-mapped Arrow file.
 
-The captions of E-MM1:100M are ~670 MB of Arrow strings, about half of what preparing a config
+The captions of E-MM1:100M are ~1.2 GB of Arrow strings, about half of what preparing a config
 holds. `MappedColumn` writes them once to an Arrow IPC file on local disk and maps only the record
 batches a gather needs, only while it runs: grouping files list captions in order, so a batch of
 100k rows maps one or two 4 MB record batches, and the process's resident memory holds the column's

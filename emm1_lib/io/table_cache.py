@@ -114,7 +114,7 @@ def open_entry(folder: Optional[str], source: str, what: str) -> Optional[str]:
         return None
     codec = metadata.get(_CODEC_KEY, b"").decode("utf-8")
     if codec and not column_store.codec_available(codec):
-        return None  # written by a pyarrow with this codec; this one parses the CSV (and does not replace it)
+        return None  # written by a pyarrow with this codec; this one parses the CSV and writes an entry it can read
     return path
 
 
@@ -174,8 +174,9 @@ def read_entry(path: str) -> pa.Table:
 
 
 def column_of_batches(path: str, column: int, each: Callable[[pa.Array], object]) -> list:
-    """`each(column)` for every batch of the entry, in order, the column copied out of the batch: Arrow reads a
-    batch's whole body, and a slice of it would keep every other column of the entry (the captions) in memory."""
+    """`each(column)` for every batch of the entry, in order, the column copied out of the batch: Arrow's reader
+    allocates one buffer the size of a batch's whole body and the column is a view of it, which would keep every
+    other column of the entry (the captions) in memory."""
     with pa.OSFile(path) as f:
         reader = pa.ipc.open_file(f, options=pa.ipc.IpcReadOptions(included_fields=[column]))
         return [each(pa.concat_arrays([reader.get_batch(i).column(0)])) for i in range(reader.num_record_batches)]

@@ -75,7 +75,7 @@ class MediaInfo:
         """Read `infos/{modality}.csv`: `encord_{m}_id`, `save_folder`, `file_name`, and `extra_columns` if present.
 
         With `cache_folder`, a checked read is kept there in Arrow form (`io.table_cache`) and later reads of
-        the unchanged file memory-map it instead of parsing.
+        the unchanged file read it instead of parsing.
         """
         what = f"media-info {modality} {sorted(extra_columns)}"
         with table_cache.locked(cache_folder, path, what):
