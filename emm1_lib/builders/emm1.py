@@ -369,7 +369,7 @@ class EMM1(datasets.ArrowBasedBuilder):
         cache.clear()  # one split's tables at a time bounds memory
         infos_dir = join(split_dir, "infos")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emm1-text") as pool:
-            # The captions stream (one block at a time, into a memory-mapped file: ~700 MB that need
+            # The captions stream (one block at a time, into an Arrow file: ~1.2 GB that need
             # not stay resident) on one core while the media tables are read.
             cache_folder = self._infos_cache_folder()
             if with_text:
@@ -401,7 +401,7 @@ class EMM1(datasets.ArrowBasedBuilder):
         return text, media
 
     def _spill_folder(self) -> Optional[str]:
-        """A local folder for the captions' memory-mapped file: beside the cache (None: keep them in memory).
+        """A local folder for the captions' Arrow file: beside the cache (None: keep them in memory).
 
         `<cache>/emm1-tmp/`, or while a preparation runs its own subfolder there (see `_prepare_split`).
         """

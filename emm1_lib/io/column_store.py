@@ -1,10 +1,10 @@
-"""Where a large infos column lives while tables are built: in memory, or in a memory-mapped Arrow file.
+"""Where a large infos column lives while tables are built: in memory, or in an Arrow file on local disk.
 
 The captions of E-MM1:100M are ~1.2 GB of Arrow strings, about half of what preparing a config
-holds. `MappedColumn` writes them once to an Arrow IPC file on local disk and maps only the record
+holds. `MappedColumn` writes them once to an Arrow IPC file on local disk and reads only the record
 batches a gather needs, only while it runs: grouping files list captions in order, so a batch of
-100k rows maps one or two 4 MB record batches, and the process's resident memory holds the column's
-pages for milliseconds instead of for the whole preparation. The page cache keeps the file as it
+100k rows reads one or two 4 MB record batches, and the process's resident memory holds them
+for milliseconds instead of for the whole preparation. The page cache keeps the file as it
 keeps the CSV: memory the kernel reclaims at will, not the process's. `InMemoryColumn` is the same
 gather over chunks held in memory (no writable local folder, e.g. streaming on a read-only machine).
 """

@@ -3,7 +3,7 @@
 Parsing E-MM1:100M's infos tables (2.6 GB of CSV) is most of what preparing one config costs, and every
 config of a split reads the same tables. After a checked read, the reader's columns go to an Arrow IPC file
 (with the codec the reader asks for, if any) in a cache folder (the builder uses
-`<datasets cache>/emm1-infos/`); the next read memory-maps that file instead of parsing. A cache entry is named after the CSV's absolute path and what was read from it (columns,
+`<datasets cache>/emm1-infos/`); the next read reads that file instead of parsing. A cache entry is named after the CSV's absolute path and what was read from it (columns,
 types), and stamped with the CSV's size, modification time, inode and a hash of its first and last 64 KiB:
 an entry whose stamp differs from the file's is not used (and is replaced by the next write), so an edited
 or replaced CSV is parsed again. Entries are written to a temporary file in the same folder and renamed into

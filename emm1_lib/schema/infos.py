@@ -1,7 +1,7 @@
 """The infos tables of a split: media rows (ids, provenance, path parts) and captions, read once and looked up by id.
 
 `MediaInfo` holds one `infos/{modality}.csv` with an `IdLookup` (`schema.ids`) and builds media paths
-with the path formula (`schema.paths`); `TextInfo` holds the captions, in memory or in a memory-mapped
+with the path formula (`schema.paths`); `TextInfo` holds the captions, in memory or in an on-disk
 column store (`io.column_store`).
 """
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from emm1_lib.schema.paths import join_media_paths, join_prefixed_paths
 
 # `infos/text.csv` as both the builder and `emm1 validate` read it (streamed, `iter_csv_batches`).
 TEXT_COLUMNS = {"encord_text_id": pa.int64(), "caption": pa.string()}
-# Captions are stored (cache entry, memory-mapped column) in record batches of about this size: a 100k-row gather
+# Captions are stored (cache entry, on-disk column) in record batches of about this size: a 100k-row gather
 # of captions listed in order then reads one or two of them, whatever block size the CSV reader uses.
 _STORED_BATCH_BYTES = 4 << 20
 # Cache entries (`io.table_cache`). A media table's entry is read whole and LZ4 is cheap on its 0.3 GB; decompressed,
@@ -174,10 +174,10 @@ class TextInfo:
 
     @classmethod
     def read(cls, path: str, spill_folder: Optional[str] = None, cache_folder: Optional[str] = None) -> "TextInfo":
-        """Read the ids and captions; with `spill_folder`, the captions go to a memory-mapped file there.
+        """Read the ids and captions; with `spill_folder`, the captions go to an Arrow file there.
 
         Streamed block by block either way: a block's ids join the lookup's chunks, its captions the store.
-        With `cache_folder` (a local file), the memory-mapped file is a cache entry there (`io.table_cache`)
+        With `cache_folder` (a local file), that file is a cache entry there (`io.table_cache`)
         instead of a private one: later reads of the unchanged file, in any process, map it without parsing.
         """
         what = "text-info captions+ids"
@@ -222,7 +222,7 @@ class TextInfo:
 
     @classmethod
     def _from_entry(cls, entry: str, path: str) -> "TextInfo":
-        """Captions mapped from a cache entry (column 0, gathered a batch at a time), ids looked up from column 1."""
+        """Captions read from a cache entry (column 0, gathered a batch at a time), ids looked up from column 1."""
         ids = table_cache.column_of_batches(entry, 1, lambda ids: ids)
         lookup = IdLookup(pa.chunked_array(ids, pa.int64()), path, "encord_text_id")
         # The batches' lengths from the ids: asking the reader for whole batches would decompress every caption.
