@@ -375,25 +375,25 @@ class EMM1(datasets.ArrowBasedBuilder):
             if with_text:
                 text = pool.submit(TextInfo.read, join(infos_dir, "text.csv"), spill_folder=self._spill_folder(),
                                    cache_folder=cache_folder)
-            if media is None:
-                def read(m: str) -> MediaInfo:
-                    return MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS, cache_folder=cache_folder)
 
-                # The text thread also reads audio.csv when this one has other tables to read: it balances the two
-                # threads (text.csv is the largest file).
-                beside = {m: pool.submit(read, m) for m in modalities
-                          if with_text and m in _READ_BESIDE_TEXT and len(modalities) > 1}
-                try:
-                    here = {m: read(m) for m in modalities if m not in beside}
-                except BaseException:
-                    for pending in beside.values():
-                        pending.cancel()
-                    raise
-                if with_text:
-                    text = text.result()  # the captions' error first: it was read first
+            def read(m: str) -> MediaInfo:
+                return MediaInfo.read(join(infos_dir, f"{m}.csv"), m, PROVENANCE_COLUMNS, cache_folder=cache_folder)
+
+            needed = list(modalities) if media is None else []
+            # The text thread also reads audio.csv when this one has other tables to read: it balances the two
+            # threads (text.csv is the largest file).
+            beside = {m: pool.submit(read, m) for m in needed
+                      if with_text and m in _READ_BESIDE_TEXT and len(needed) > 1}
+            try:
+                here = {m: read(m) for m in needed if m not in beside}
+            except BaseException:
+                for pending in beside.values():
+                    pending.cancel()
+                raise
+            if with_text:
+                text = text.result()  # the captions' error first: it was read first
+            if media is None:
                 media = {m: beside[m].result() if m in beside else here[m] for m in modalities}
-            elif with_text:
-                text = text.result()
         cache[key] = (text, media)
         # The CSV reader's freed blocks stay with the allocator; hand them back before the long
         # phase of building tables.
