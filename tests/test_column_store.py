@@ -34,6 +34,11 @@ def positions_cases():
         "in order, one chunk": pa.array(np.arange(130, 300, dtype=np.int32)[:50]),
         "in order, across chunks": pa.array(np.arange(0, 500, dtype=np.int32)),
         "random with repeats": pa.array(rng.integers(0, 500, 2000, dtype=np.int32)),
+        # Chunks in order, rows within a chunk not, with gaps and repeats (the pieces need no reordering).
+        "chunks in order, rows shuffled within": pa.array(np.concatenate(
+            [rng.permutation(np.r_[lo:hi:3, lo]) for lo, hi in ((0, 120), (120, 121), (121, 321), (321, 500))]
+        ).astype(np.int32)),
+        "in order but for one step back a chunk": pa.array([5, 130, 400, 125, 499], pa.int32()),
         "null positions": pa.array([3, None, 499, None, 120], pa.int32()),
         "empty": pa.array([], pa.int32()),
     }
