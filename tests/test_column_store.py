@@ -26,6 +26,7 @@ def chunks_of(values, sizes):
 
 VALUES = [None if i % 17 == 0 else f"caption {i} " + "x" * (i % 7) for i in range(500)]
 SIZES = [0, 120, 1, 200, 179]  # an empty chunk, a one-row chunk, uneven sizes
+TAKE_SIZES = [0, 120, 1, 0, 200, 179]  # gathers also cross an empty chunk between two others
 
 
 def positions_cases():
@@ -39,6 +40,7 @@ def positions_cases():
             [rng.permutation(np.r_[lo:hi:3, lo]) for lo, hi in ((0, 120), (120, 121), (121, 321), (321, 500))]
         ).astype(np.int32)),
         "in order but for one step back a chunk": pa.array([5, 130, 400, 125, 499], pa.int32()),
+        "leading nulls, then in order across chunks": pa.array([None, None, 3, 120, 121, 499], pa.int32()),
         "null positions": pa.array([3, None, 499, None, 120], pa.int32()),
         "empty": pa.array([], pa.int32()),
     }
@@ -48,10 +50,24 @@ def positions_cases():
 def test_mapped_and_in_memory_columns_equal_a_plain_take(tmp_path, case):
     positions = positions_cases()[case]
     expected = pa.array(VALUES, pa.string()).take(positions)
-    in_memory = InMemoryColumn(chunks_of(VALUES, SIZES), pa.string())
-    mapped = MappedColumn.write(iter(chunks_of(VALUES, SIZES)), pa.string(), str(tmp_path))
+    in_memory = InMemoryColumn(chunks_of(VALUES, TAKE_SIZES), pa.string())
+    mapped = MappedColumn.write(iter(chunks_of(VALUES, TAKE_SIZES)), pa.string(), str(tmp_path))
     assert in_memory.take(positions).equals(expected)
     assert mapped.take(positions).equals(expected)
+
+
+@pytest.mark.parametrize("case", ["in order, across chunks", "chunks in order, rows shuffled within"])
+def test_rows_whose_chunks_come_in_order_are_not_reordered(tmp_path, monkeypatch, case):
+    """Chunks in order (captions in a grouping file's order): one gather per chunk, no sort and no second gather."""
+    positions = positions_cases()[case]
+    expected = pa.array(VALUES, pa.string()).take(positions)
+
+    def no_sort(*args, **kwargs):
+        raise AssertionError("rows whose chunks are in order were sorted")
+
+    monkeypatch.setattr(np, "argsort", no_sort)
+    assert InMemoryColumn(chunks_of(VALUES, TAKE_SIZES), pa.string()).take(positions).equals(expected)
+    assert MappedColumn.write(iter(chunks_of(VALUES, TAKE_SIZES)), pa.string(), str(tmp_path)).take(positions).equals(expected)
 
 
 def test_mapped_column_file_is_deleted_when_closed_or_collected(tmp_path):
