@@ -527,11 +527,11 @@ def run_benchmark(bench: Benchmark, argv: List[str], json_path: str, log) -> Dic
     command = [sys.executable, os.path.join(HERE, bench.script), *argv, "--json", json_path]
     if os.path.exists(json_path):
         os.remove(json_path)  # a reused --work-dir must not hand an earlier run's figures to this one
-    # Gigabytes an earlier benchmark wrote are still being written back to disk; flushed now, they do not slow
-    # this one's first contender more than its others.
+    # A precaution between benchmarks (not between the contenders inside one): whatever an earlier benchmark left
+    # to write back to disk is written now, not while this one is timed. The time it took is recorded.
     flushing = time.perf_counter()
     os.sync()
-    flushed_s = round(time.perf_counter() - flushing, 1)
+    flushed_s = round(time.perf_counter() - flushing, 2)
     entry = {"command": command_line(bench, argv), "started": _utc_now(), "load_before": _load(), "sync_s": flushed_s}
     highest = [entry["load_before"][0]]
     done = threading.Event()
@@ -590,6 +590,10 @@ def _marker(name: str):
     return re.compile(rf"(<!-- report:{re.escape(name)} -->\n)(.*?)(<!-- /report:{re.escape(name)} -->)", re.S)
 
 
+def _seconds_text(seconds: float) -> str:
+    return "under 0.1 s" if seconds < 0.1 else f"{seconds:.1f} s"
+
+
 def _load_text(load: List[float]) -> str:
     return f"{load[0]:.1f}"
 
@@ -605,7 +609,7 @@ def render_entry(name: str, entry: Optional[dict], run: dict) -> List[str]:
     lines = [f"Measured {entry['started'].replace('T', ' ').replace('Z', ' UTC')} (run {entry['run']}, commit "
              f"`{meta['git']['commit']}`), {entry['wall_s'] / 60:.1f} min; "
              + (f"load average (1 min) {', '.join(load)}" if load else "load average not recorded")
-             + (f"; earlier writes flushed to disk first ({entry['sync_s']:.1f} s)" if entry.get("sync_s") is not None else "")
+             + (f"; flush of earlier writes before it: {_seconds_text(entry['sync_s'])}" if entry.get("sync_s") is not None else "")
              + (f" ({entry['note']})" if entry.get("note") else "") + ":", "", "```bash", entry["command"], "```", ""]
     try:
         return lines + BY_NAME[name].render(entry, run)

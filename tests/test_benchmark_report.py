@@ -50,7 +50,7 @@ def test_quick_run_fills_the_blocks_with_commands_and_figures(quick_run):
         entry = run["benchmarks"][name]
         assert len(entry["load_before"]) == 3 and len(entry["load_after"]) == 3 and entry["wall_s"] > 0
         block = _block(text, name)
-        assert entry["sync_s"] >= 0 and f"earlier writes flushed to disk first ({entry['sync_s']:.1f} s)" in block
+        assert entry["sync_s"] >= 0 and f"flush of earlier writes before it: {report._seconds_text(entry['sync_s'])}" in block
         command = f"python benchmarks/{name}.py "
         assert f"```bash\n{command}" in block and entry["command"].startswith(command)
         assert "--json" not in entry["command"]  # the command as a reader runs it; report.py adds --json
