@@ -48,27 +48,22 @@ def take_chunked(chunk_at: Callable[[int], pa.Array], bounds: np.ndarray, value_
     if len(wanted) == 0:
         return pa.array([], value_type)
     chunk_of = np.searchsorted(bounds, wanted, side="right") - 1  # -1 for null positions
-    first, last = int(chunk_of.min()), int(chunk_of.max())
-    if first == last and first >= 0:  # one chunk holds the whole batch
-        return chunk_at(first).take(pa.array(wanted - bounds[first]))
-    if first >= 0 and bool(np.all(chunk_of[1:] >= chunk_of[:-1])):
-        # Chunks in order (grouping files list captions in text.csv's order): each chunk's rows are one run
-        # of the result, so the pieces need no reordering (a second gather of every value).
-        runs = np.concatenate([[0], np.flatnonzero(np.diff(chunk_of)) + 1, [len(wanted)]])
-        return pa.concat_arrays([chunk_at(int(chunk_of[s])).take(pa.array(wanted[s:e] - bounds[chunk_of[s]]))
-                                 for s, e in zip(runs[:-1], runs[1:])])
-    order = np.argsort(chunk_of, kind="stable")
-    sorted_chunks = chunk_of[order]
-    pieces = []
-    for c in np.unique(sorted_chunks):
-        rows = order[np.searchsorted(sorted_chunks, c, "left"):np.searchsorted(sorted_chunks, c, "right")]
-        if c < 0:
-            pieces.append(pa.nulls(len(rows), value_type))
-        else:
-            pieces.append(chunk_at(int(c)).take(pa.array(wanted[rows] - bounds[c])))
+    # Grouping files list captions in text.csv's order, so the rows' chunks usually come in order (often one
+    # chunk): each chunk's rows are then one run of the result, and need no sort and no second gather.
+    order = None if bool(np.all(chunk_of[1:] >= chunk_of[:-1])) else np.argsort(chunk_of, kind="stable")
+    if order is not None:
+        chunk_of, wanted = chunk_of[order], wanted[order]
+    starts = np.flatnonzero(np.diff(chunk_of, prepend=chunk_of[0] - 1))
+    ends = np.append(starts[1:], len(wanted))
+    pieces = [pa.nulls(int(e - s), value_type) if chunk_of[s] < 0
+              else chunk_at(int(chunk_of[s])).take(pa.array(wanted[s:e] - bounds[chunk_of[s]]))
+              for s, e in zip(starts, ends)]
+    gathered = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
+    if order is None:
+        return gathered
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
-    return pa.concat_arrays(pieces).take(pa.array(inverse))
+    return gathered.take(pa.array(inverse))
 
 
 class InMemoryColumn:
