@@ -15,11 +15,15 @@ counts, by this process's CPU time, in microseconds a row:
                     between two decodes, where it finds the caches holding the last file's data
   ds[i] plain read  `ds[i]` on a dataset whose feature decodes with the plain reader itself
   ds[i] bytes only  `ds[i]` on a dataset whose feature only reads the file's bytes (open, read, close)
+  ds[i] unchecked   point clouds only: `ds[i]` on a dataset whose feature decodes as ours does (the file located
+                    under the media root, `safe_npy.load_npy`, float32 arrays) without the value checks
+                    (finite coordinates, colours in [0, 1]): what those checks cost on the getitem route
 
-`plain + undecoded - plain` above `ds[i] undecoded` alone is the price of interleaving the two. The last two
-bound what any decoder can reach on the getitem route: `plain / ds[i] plain read` is the ratio of a decode
-exactly as fast as the plain reader (for points: `np.load(allow_pickle=True)`, which executes pickles, and
-checks nothing), `plain / ds[i] bytes only` that of a decode that costs nothing beyond reading the file.
+`plain + undecoded - plain` above `ds[i] undecoded` alone is the price of interleaving the two.
+`ds[i] plain read` and `ds[i] bytes only` bound what any decoder can reach on the getitem route:
+`plain / ds[i] plain read` is the ratio of a decode exactly as fast as the plain reader (for points:
+`np.load(allow_pickle=True)`, which executes pickles, and checks nothing), `plain / ds[i] bytes only` that of a
+decode that costs nothing beyond reading the file.
 """
 import argparse
 import json
@@ -29,19 +33,40 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 from typing import Callable
 from typing import Dict
 from typing import List
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import decode  # noqa: E402  (decode.py puts the repository on sys.path)
 
 PARTS = ("plain", "ds[i]", "ds[i] undecoded", "decode_example", "resolve_media", "plain + undecoded", "ds[i] plain read",
-         "ds[i] bytes only")
+         "ds[i] bytes only", "ds[i] unchecked")
+UNCHECKED_MEDIA = ("points",)  # the media with a "ds[i] unchecked" part
 
 
-def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> Dict[str, float]:
-    """Microseconds a row of each part: the fastest of `passes` interleaved passes, by CPU time."""
+def unchecked_points_reader(media_root: str) -> Callable[[str], Dict[str, Any]]:
+    """Our point-cloud decode of a `.npy` path without the value checks (`pointcloud.read_point_cloud` minus
+    `_checked_points` and `rgb_to_unit`): located under the media root, read by `safe_npy.load_npy`, float32."""
+    import numpy as np
+
+    from emm1_lib.media.files import resolve_media
+    from emm1_lib.media.pointcloud import _as_points
+    from emm1_lib.media.safe_npy import load_npy
+
+    def read(path: str) -> Dict[str, Any]:
+        source = resolve_media({"bytes": None, "path": path}, "error", None, media_root, True, "points")
+        with source.open() as f:
+            xyz, rgb = _as_points(load_npy(f, source.name, plain_arrays=False), source.name)
+        return {"xyz": np.ascontiguousarray(xyz, np.float32), "rgb": np.ascontiguousarray(rgb, np.float32)}
+    return read
+
+
+def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> Dict[str, Optional[float]]:
+    """Microseconds a row of each part: the fastest of `passes` interleaved passes, by CPU time (None: a part that
+    does not apply to this medium)."""
     from emm1_lib.media.features import media_feature
     from emm1_lib.media.files import resolve_media
 
@@ -84,6 +109,8 @@ def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> 
         "ds[i] plain read": swapped(plain_read),
         "ds[i] bytes only": swapped(read_bytes),
     }
+    if modality in UNCHECKED_MEDIA:
+        parts["ds[i] unchecked"] = swapped(unchecked_points_reader(media_root))
     best = {}
     for part, run in parts.items():
         run()  # warm-up: page cache, imports, codec set-up
@@ -93,10 +120,10 @@ def measure(case_index: int, paths: List[str], media_root: str, passes: int) -> 
             start = time.process_time()
             run()
             best[part] = min(best[part], time.process_time() - start)
-    return {part: seconds / len(paths) * 1e6 for part, seconds in best.items()}
+    return {part: best[part] / len(paths) * 1e6 if part in best else None for part in PARTS}
 
 
-def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
+def main(argv: List[str] = None) -> Dict[str, Dict[str, Optional[float]]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100, help="files per media type (video uses a quarter)")
     parser.add_argument("--passes", type=int, default=15, help="timed passes of each part (the fastest counts)")
@@ -113,7 +140,7 @@ def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
     print(f"{args.files} files per type, {args.passes} passes; {os.cpu_count()} CPUs; load average at start "
           f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; microseconds a row, by CPU time")
     print(f"{'media':30s} " + " ".join(f"{part:>17s}" for part in PARTS)
-          + "  plain/ds[i]  plain/(ds[i] plain read)  plain/(ds[i] bytes only)")
+          + "  plain/ds[i]  plain/(ds[i] plain read)  plain/(ds[i] bytes only)  plain/(ds[i] unchecked)")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i in cases:
@@ -127,9 +154,12 @@ def main(argv: List[str] = None) -> Dict[str, Dict[str, float]]:
                 raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
             row = results[name]
-            print(f"{name:30s} " + " ".join(f"{row[part]:17.1f}" for part in PARTS)
+            unchecked = row["ds[i] unchecked"]
+            print(f"{name:30s} " + " ".join(f"{row[part]:17.1f}" if row[part] is not None else f"{'-':>17s}"
+                                            for part in PARTS)
                   + f"  {row['plain'] / row['ds[i]']:11.2f}  {row['plain'] / row['ds[i] plain read']:23.2f}"
-                  + f"  {row['plain'] / row['ds[i] bytes only']:24.2f}", flush=True)
+                  + f"  {row['plain'] / row['ds[i] bytes only']:24.2f}"
+                  + (f"  {row['plain'] / unchecked:23.2f}" if unchecked is not None else f"  {'-':>23s}"), flush=True)
     load = os.getloadavg()
     print(f"load average at end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     return results

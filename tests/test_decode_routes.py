@@ -106,4 +106,40 @@ def test_the_decode_breakdown_times_every_part_of_a_row(tmp_path, case):
     paths = decode_benchmark.write_files(tmp_path / modality, modality, suffix, 2)
     parts = decode_breakdown.measure(case, paths, str(tmp_path), passes=1)
     assert list(parts) == list(decode_breakdown.PARTS)
-    assert all(microseconds > 0 for microseconds in parts.values()), parts
+    applies = {part: modality in decode_breakdown.UNCHECKED_MEDIA or part != "ds[i] unchecked" for part in parts}
+    assert all((microseconds is not None) == applies[part] for part, microseconds in parts.items()), parts
+    assert all(microseconds > 0 for microseconds in parts.values() if microseconds is not None), parts
+
+
+def test_the_unchecked_point_reader_decodes_as_ours_does_but_skips_the_value_checks(tmp_path):
+    """The breakdown's "ds[i] unchecked" part differs from our decode only by the checks it measures."""
+    import decode_breakdown
+    import numpy as np
+
+    from emm1_lib.media.features import media_feature
+    from emm1_lib.media.files import MediaDecodeError
+    from emm1_lib.media.files import MediaOutsideRootError
+    from emm1_lib.testing.sample_media import write_openshape_npy
+
+    root = tmp_path / "root"
+    paths = decode_benchmark.write_files(root / "points", "points", ".npy", 2)
+    read = decode_breakdown.unchecked_points_reader(str(root))
+    ours = media_feature("points", media_root=str(root)).decode_example({"bytes": None, "path": paths[0]})
+    unchecked = read(paths[0])
+    for key in ("xyz", "rgb"):
+        assert type(unchecked[key]) is np.ndarray and unchecked[key].dtype == np.float32
+        np.testing.assert_array_equal(unchecked[key], ours[key])
+    broken = root / "points" / "nan.npy"
+    write_openshape_npy(broken, 7, n=50)
+    record = np.load(broken, allow_pickle=True).item()  # our own file, written just above
+    record["xyz"][3, 1] = np.nan
+    holder = np.empty((), dtype=object)
+    holder[()] = record
+    np.save(broken, holder, allow_pickle=True)
+    assert np.isnan(read(str(broken))["xyz"][3, 1])  # the check it leaves out
+    with pytest.raises(MediaDecodeError, match="NaN"):
+        media_feature("points", media_root=str(root)).decode_example({"bytes": None, "path": str(broken)})
+    outside = tmp_path / "outside.npy"
+    write_openshape_npy(outside, 8, n=50)
+    with pytest.raises(MediaOutsideRootError):  # still located under the media root, as ours is
+        read(str(outside))
