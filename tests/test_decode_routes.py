@@ -2,7 +2,8 @@
 and a torch `DataLoader` with worker processes, on real files of every modality.
 
 Also runs benchmarks/decode.py's passes (both sides of every route) and decode_breakdown.py's parts on two files
-per medium, so the benchmarks keep working; nothing is timed.
+per medium, so the benchmarks keep working, and checks that the breakdown's unchecked point reader differs from our
+decode only by the checks it leaves out; nothing is timed.
 """
 import os
 import sys
@@ -106,7 +107,7 @@ def test_the_decode_breakdown_times_every_part_of_a_row(tmp_path, case):
     paths = decode_benchmark.write_files(tmp_path / modality, modality, suffix, 2)
     parts = decode_breakdown.measure(case, paths, str(tmp_path), passes=1)
     assert list(parts) == list(decode_breakdown.PARTS)
-    applies = {part: modality in decode_breakdown.UNCHECKED_MEDIA or part != "ds[i] unchecked" for part in parts}
+    applies = {part: (modality, suffix) in decode_breakdown.UNCHECKED_CASES or part != "ds[i] unchecked" for part in parts}
     assert all((microseconds is not None) == applies[part] for part, microseconds in parts.items()), parts
     assert all(microseconds > 0 for microseconds in parts.values() if microseconds is not None), parts
 
@@ -120,25 +121,37 @@ def test_the_unchecked_point_reader_decodes_as_ours_does_but_skips_the_value_che
     from emm1_lib.media.files import MediaDecodeError
     from emm1_lib.media.files import MediaOutsideRootError
     from emm1_lib.testing.sample_media import write_openshape_npy
+    from emm1_lib.testing.sample_media import write_points_array
 
     root = tmp_path / "root"
     paths = decode_benchmark.write_files(root / "points", "points", ".npy", 2)
     read = decode_breakdown.unchecked_points_reader(str(root))
-    ours = media_feature("points", media_root=str(root)).decode_example({"bytes": None, "path": paths[0]})
-    unchecked = read(paths[0])
+    ours = media_feature("points", media_root=str(root))
+    for path in paths:
+        expected, unchecked = ours.decode_example({"bytes": None, "path": path}), read(path)
+        for key in ("xyz", "rgb"):
+            assert type(unchecked[key]) is np.ndarray and unchecked[key].dtype == np.float32
+            np.testing.assert_array_equal(unchecked[key], expected[key])
+    no_colours = root / "points" / "xyz.npy"
+    write_points_array(no_colours, 3, n=50, columns=3)
+    assert read(str(no_colours))["rgb"] is None
+    assert ours.decode_example({"bytes": None, "path": str(no_colours)})["rgb"] is None
+
+    def broken(key: str) -> str:
+        """An OpenShape file of ours with one NaN in `key`: our decode refuses it, the unchecked reader passes it."""
+        path = root / "points" / f"nan-{key}.npy"
+        write_openshape_npy(path, 7, n=50)
+        record = np.load(path, allow_pickle=True).item()  # our own file, written just above
+        record[key][3, 1] = np.nan
+        holder = np.empty((), dtype=object)
+        holder[()] = record
+        np.save(path, holder, allow_pickle=True)
+        return str(path)
+
     for key in ("xyz", "rgb"):
-        assert type(unchecked[key]) is np.ndarray and unchecked[key].dtype == np.float32
-        np.testing.assert_array_equal(unchecked[key], ours[key])
-    broken = root / "points" / "nan.npy"
-    write_openshape_npy(broken, 7, n=50)
-    record = np.load(broken, allow_pickle=True).item()  # our own file, written just above
-    record["xyz"][3, 1] = np.nan
-    holder = np.empty((), dtype=object)
-    holder[()] = record
-    np.save(broken, holder, allow_pickle=True)
-    assert np.isnan(read(str(broken))["xyz"][3, 1])  # the check it leaves out
-    with pytest.raises(MediaDecodeError, match="NaN"):
-        media_feature("points", media_root=str(root)).decode_example({"bytes": None, "path": str(broken)})
+        assert np.isnan(read(broken(key))[key][3, 1])
+        with pytest.raises(MediaDecodeError, match="NaN"):
+            ours.decode_example({"bytes": None, "path": broken(key)})
     outside = tmp_path / "outside.npy"
     write_openshape_npy(outside, 8, n=50)
     with pytest.raises(MediaOutsideRootError):  # still located under the media root, as ours is
