@@ -120,6 +120,7 @@ def test_the_unchecked_point_reader_decodes_as_ours_does_but_skips_the_value_che
     from emm1_lib.media.features import media_feature
     from emm1_lib.media.files import MediaDecodeError
     from emm1_lib.media.files import MediaOutsideRootError
+    from emm1_lib.testing.sample_media import points_arrays
     from emm1_lib.testing.sample_media import write_openshape_npy
     from emm1_lib.testing.sample_media import write_points_array
 
@@ -138,10 +139,10 @@ def test_the_unchecked_point_reader_decodes_as_ours_does_but_skips_the_value_che
     assert ours.decode_example({"bytes": None, "path": str(no_colours)})["rgb"] is None
 
     def broken(key: str) -> str:
-        """An OpenShape file of ours with one NaN in `key`: our decode refuses it, the unchecked reader passes it."""
+        """An OpenShape-style file with one NaN in `key`: our decode refuses it, the unchecked reader passes it."""
         path = root / "points" / f"nan-{key}.npy"
-        write_openshape_npy(path, 7, n=50)
-        record = np.load(path, allow_pickle=True).item()  # our own file, written just above
+        xyz, rgb = points_arrays(7, n=50)
+        record = {"xyz": xyz, "rgb": rgb}
         record[key][3, 1] = np.nan
         holder = np.empty((), dtype=object)
         holder[()] = record
